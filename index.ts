@@ -1,0 +1,203 @@
+// haraka-plugin-happy-eyeballs: the Haraka face. Logic lives in lib/.
+
+import constants from 'haraka-constants'
+import DSN from 'haraka-dsn'
+import netUtils from 'haraka-net-utils'
+
+import { parseSettings, type RawIni, type Settings } from './lib/config'
+import { HealthCache } from './lib/health'
+import { bindHarakaOutbound, type HarakaOutbound, type MxClass } from './lib/haraka-outbound'
+import { describeSocketError, type RaceTarget } from './lib/race'
+import { makeDnsClient, type DnsClient } from './lib/resolve'
+import { type MxEntry, routeDomain, type Route, type Status } from './lib/route'
+
+type Next = (code?: number, msg?: unknown) => void
+
+interface Logger {
+  loginfo(msg: string): void
+  logwarn(msg: string): void
+  logerror(msg: string): void
+}
+
+interface State {
+  settings: Settings
+  health: HealthCache
+  dns: DnsClient
+  outbound: HarakaOutbound
+}
+
+interface Plugin extends Logger {
+  name: string
+  timeout?: number
+  config: { get(name: string, type: string | object, cb?: () => void): unknown }
+  register_hook(hook: string, method: string, priority?: number): void
+  haraka_require(name: string): unknown
+  load_happy_eyeballs_ini(): void
+  happy_eyeballs?: State
+}
+
+interface Recipient {
+  original?: string
+}
+
+interface HMail extends Logger {
+  todo: { domain: string; rcpt_to: Recipient[] }
+  notes: Record<string, unknown>
+  extend_rcpt_with_dsn(rcpt: Recipient, dsn: DSN): void
+}
+
+/** A deferral or bounce this plugin asked for, applied to the DSN in the deferred/bounce hooks. */
+interface PendingDsn {
+  status: Status
+  reason: string
+}
+
+const NOTE = 'happy_eyeballs_dsn'
+const LOG_PREFIX = 'happy-eyeballs: '
+
+export function register(this: Plugin): void {
+  this.load_happy_eyeballs_ini()
+  this.register_hook('get_mx', 'route_mx', 50)
+  this.register_hook('deferred', 'explain_deferral')
+  this.register_hook('bounce', 'explain_bounce')
+}
+
+export function load_happy_eyeballs_ini(this: Plugin): void {
+  const raw = this.config.get('happy_eyeballs.ini', 'ini', () => this.load_happy_eyeballs_ini()) as RawIni
+  const { settings, problems } = parseSettings(raw)
+  for (const p of problems) this.logwarn(`${LOG_PREFIX}happy_eyeballs.ini: ${p}`)
+
+  const previous = this.happy_eyeballs
+  const sameCache =
+    previous &&
+    previous.settings.cache.ttlS === settings.cache.ttlS &&
+    previous.settings.cache.maxEntries === settings.cache.maxEntries
+  const health = sameCache
+    ? previous.health
+    : new HealthCache({ ttlMs: settings.cache.ttlS * 1000, maxEntries: settings.cache.maxEntries })
+
+  let outbound = previous?.outbound
+  if (!outbound) {
+    outbound = bindHarakaOutbound((name) => this.haraka_require(name), {
+      onOutcome: (t, outcome) => this.happy_eyeballs?.health.record(t.address, t.family, t.exchange, outcome),
+      log: (level, msg) => {
+        if (level === 'info') this.loginfo(LOG_PREFIX + msg)
+        else if (level === 'warn') this.logwarn(LOG_PREFIX + msg)
+        else this.logerror(LOG_PREFIX + msg)
+      },
+    })
+    if (outbound.raceUnavailable) this.logwarn(`${LOG_PREFIX}not racing connections: ${outbound.raceUnavailable}`)
+  }
+
+  this.happy_eyeballs = {
+    settings,
+    health,
+    dns: makeDnsClient(settings.dns.servers, settings.dns.timeoutMs),
+    outbound,
+  }
+}
+
+function mxClass(state: State): MxClass {
+  return state.outbound.HarakaMx ?? (netUtils.HarakaMx as unknown as MxClass)
+}
+
+function answer(plugin: Plugin, hmail: HMail, route: Route, next: Next): void {
+  const state = plugin.happy_eyeballs as State
+  switch (route.action) {
+    case 'deliver': {
+      hmail.loginfo(`${LOG_PREFIX}${route.log}`)
+      const HarakaMx = mxClass(state)
+      return next(
+        constants.ok,
+        route.entries.map((e) => new HarakaMx(e)),
+      )
+    }
+    case 'null-mx':
+      hmail.loginfo(`${LOG_PREFIX}${route.log}`)
+      // Haraka's own null MX path bounces with 5.1.10.
+      return next(constants.ok, new (mxClass(state))({ priority: 0, exchange: '' }))
+    case 'defer':
+    case 'bounce': {
+      hmail.logwarn(`${LOG_PREFIX}${route.log}: ${route.reason}`)
+      const pending: PendingDsn = { status: route.status, reason: route.reason }
+      hmail.notes[NOTE] = pending
+      return next(route.action === 'defer' ? constants.denysoft : constants.deny, route.reason)
+    }
+  }
+}
+
+export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string): void {
+  let called = false
+  const once: Next = (code, msg) => {
+    if (called) return
+    called = true
+    next(code, msg)
+  }
+  try {
+    const state = this.happy_eyeballs
+    if (!state?.settings.enabled) return once()
+    const timeoutMs = (Number(this.timeout) || 30) * 1000
+    const bridge = state.outbound.bridge
+    routeDomain(domain, {
+      settings: state.settings,
+      dns: state.dns,
+      health: state.health,
+      ...(bridge?.ready ? { racer: bridge } : {}),
+      answerBy: performance.now() + timeoutMs * 0.8 - state.settings.dns.timeoutMs * 2,
+    })
+      .then((route) => {
+        if (route.action === 'deliver' && bridge?.ready) bridge.plan(route.entries.map(toTarget))
+        answer(this, hmail, route, once)
+      })
+      .catch((err: unknown) => {
+        hmail.logerror(`${LOG_PREFIX}internal error, leaving ${domain} to Haraka: ${describeSocketError(err)}`)
+        once()
+      })
+  } catch (err) {
+    hmail.logerror(`${LOG_PREFIX}internal error, leaving ${domain} to Haraka: ${describeSocketError(err)}`)
+    once()
+  }
+}
+
+function toTarget(e: MxEntry): RaceTarget {
+  return {
+    address: e.exchange,
+    family: e.exchange.includes(':') ? 'ipv6' : 'ipv4',
+    exchange: e.from_dns,
+    preference: e.priority,
+    port: e.port,
+    ...(e.bind ? { bind: e.bind } : {}),
+  }
+}
+
+/** Puts this plugin's status and reason on every recipient's DSN. */
+function applyPendingDsn(hmail: HMail, finalBounce: boolean): string | undefined {
+  const pending = hmail.notes?.[NOTE] as PendingDsn | undefined
+  if (!pending) return undefined
+  delete hmail.notes[NOTE]
+  const { status, reason } = pending
+  const code = finalBounce ? 550 : status.code
+  for (const rcpt of hmail.todo.rcpt_to) {
+    hmail.extend_rcpt_with_dsn(rcpt, DSN.create(code, reason, status.subject, status.detail))
+  }
+  return reason
+}
+
+export function explain_deferral(this: Plugin, next: Next, hmail: HMail, params: { err?: string }): void {
+  try {
+    const reason = applyPendingDsn(hmail, false)
+    if (reason && params) params.err = reason
+  } catch (err) {
+    this.logerror(`${LOG_PREFIX}could not set the deferral reason: ${describeSocketError(err)}`)
+  }
+  next()
+}
+
+export function explain_bounce(this: Plugin, next: Next, hmail: HMail): void {
+  try {
+    applyPendingDsn(hmail, true)
+  } catch (err) {
+    this.logerror(`${LOG_PREFIX}could not set the bounce reason: ${describeSocketError(err)}`)
+  }
+  next()
+}

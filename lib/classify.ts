@@ -1,0 +1,176 @@
+// Which MX addresses can carry mail at all. DNS answers come from strangers: an address
+// is routable only if it is global unicast, or an operator's `allow` CIDR re-permits it.
+
+import net from 'node:net'
+import ipaddr from 'ipaddr.js'
+
+export type Family = 'ipv4' | 'ipv6'
+
+export interface RoutableAddress {
+  routable: true
+  /** The address as given (lower case, zone id removed). */
+  input: string
+  /** What to connect to: canonical text, an IPv4-mapped address unwrapped to its IPv4. */
+  address: string
+  family: Family
+  /** The allow entry that re-permitted a special range, if one did. */
+  allowedBy?: string
+}
+
+export interface FilteredAddress {
+  routable: false
+  input: string
+  reason: string
+}
+
+export type Classification = RoutableAddress | FilteredAddress
+
+type IP = ipaddr.IPv4 | ipaddr.IPv6
+
+export interface Cidr {
+  text: string
+  range: [IP, number]
+}
+
+export interface FilterPolicy {
+  /** CIDRs re-permitted although they lie in a special range (internal relays, tests). */
+  allow: Cidr[]
+  /** CIDRs and range names dropped although global. */
+  blockCidrs: Cidr[]
+  blockRanges: Set<string>
+}
+
+export const DEFAULT_POLICY: FilterPolicy = { allow: [], blockCidrs: [], blockRanges: new Set() }
+
+// Named special ranges, most specific first. A range listed here is filtered unless an
+// `allow` CIDR re-permits the address; reasons are what the operator reads in the log.
+const SPECIAL_RANGES: ReadonlyArray<[string, string[]]> = [
+  ['unspecified', ['0.0.0.0/8', '::/128']],
+  ['loopback', ['127.0.0.0/8', '::1/128']],
+  ['broadcast', ['255.255.255.255/32']],
+  ['private', ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16']],
+  ['cgn', ['100.64.0.0/10']],
+  ['link-local', ['169.254.0.0/16', 'fe80::/10']],
+  ['documentation', ['192.0.2.0/24', '198.51.100.0/24', '203.0.113.0/24', '2001:db8::/32', '3fff::/20']],
+  ['benchmarking', ['198.18.0.0/15', '2001:2::/48']],
+  ['6to4', ['192.88.99.0/24', '2002::/16']],
+  ['ietf-protocol', ['192.0.0.0/24']],
+  ['multicast', ['224.0.0.0/4', 'ff00::/8']],
+  ['reserved', ['240.0.0.0/4']],
+  ['ipv4-translated', ['::ffff:0:0:0/96']],
+  ['ipv4-compatible', ['::/96']],
+  ['nat64-local', ['64:ff9b:1::/48']],
+  ['discard', ['100::/64']],
+  ['teredo', ['2001::/32']],
+  ['orchid', ['2001:10::/28', '2001:20::/28']],
+  ['unique-local', ['fc00::/7']],
+  ['site-local', ['fec0::/10']],
+]
+
+const NAMED: Array<{ name: string; range: [IP, number] }> = SPECIAL_RANGES.flatMap(([name, cidrs]) =>
+  cidrs.map((c) => ({ name, range: ipaddr.parseCIDR(c) })),
+)
+
+/** Every range name `block` accepts: ours, plus ipaddr.js's own names. */
+export const RANGE_NAMES: ReadonlySet<string> = new Set([
+  ...SPECIAL_RANGES.map(([name]) => name),
+  ...ipaddrRangeNames(ipaddr.IPv4.prototype),
+  ...ipaddrRangeNames(ipaddr.IPv6.prototype),
+])
+
+// ipaddr.js's typings omit the SpecialRanges tables its range() reads.
+function ipaddrRangeNames(proto: object): string[] {
+  const table = (proto as { SpecialRanges?: Record<string, unknown> }).SpecialRanges
+  return table ? Object.keys(table) : []
+}
+
+const GLOBAL_UNICAST_V6 = ipaddr.parseCIDR('2000::/3')
+const NAT64_WKP = ipaddr.parseCIDR('64:ff9b::/96')
+
+function inRange(ip: IP, range: [IP, number]): boolean {
+  return ip.kind() === range[0].kind() && ip.match(range)
+}
+
+function rangeName(ip: IP): string | undefined {
+  for (const { name, range } of NAMED) if (inRange(ip, range)) return name
+  if (ip.kind() === 'ipv6' && !inRange(ip, GLOBAL_UNICAST_V6)) return 'reserved'
+  const ipaddrName = ip.range()
+  return ipaddrName === 'unicast' ? undefined : ipaddrName
+}
+
+/** Strips brackets and a zone id, lower-cases; returns '' when the text is no IP address. */
+export function normalizeAddressText(text: string): string {
+  let s = String(text).trim().toLowerCase()
+  if (s.startsWith('[') && s.endsWith(']')) s = s.slice(1, -1)
+  const zone = s.indexOf('%')
+  if (zone >= 0) s = s.slice(0, zone)
+  return net.isIP(s) ? s : ''
+}
+
+/** Parses `a.b.c.d/n`, `x::/n` or a bare address; null when it is neither. */
+export function parseCidr(text: string): Cidr | null {
+  const t = String(text).trim().toLowerCase()
+  const slash = t.indexOf('/')
+  const addr = slash < 0 ? t : t.slice(0, slash)
+  if (!net.isIP(addr)) return null
+  if (slash < 0) {
+    const ip = ipaddr.parse(addr)
+    return { text: t, range: [ip, ip.kind() === 'ipv4' ? 32 : 128] }
+  }
+  if (!/^\d{1,3}$/.test(t.slice(slash + 1))) return null
+  try {
+    return { text: t, range: ipaddr.parseCIDR(t) }
+  } catch {
+    return null
+  }
+}
+
+function matchCidr(list: Cidr[], ...ips: IP[]): Cidr | undefined {
+  return list.find((c) => ips.some((ip) => inRange(ip, c.range)))
+}
+
+/**
+ * Classifies one MX address. IPv4-mapped addresses are judged (and connected to) as the
+ * IPv4 they carry; NAT64 well-known-prefix addresses are judged by the embedded IPv4 but
+ * kept as IPv6. The unspecified addresses reach the local host and are never permitted.
+ */
+export function classifyAddress(text: string, policy: FilterPolicy = DEFAULT_POLICY): Classification {
+  const input = normalizeAddressText(text)
+  if (!input) return { routable: false, input: String(text), reason: 'not an IP address' }
+
+  const parsed = ipaddr.parse(input)
+  let judged: IP = parsed
+  let target: IP = parsed
+  let via = ''
+  if (parsed.kind() === 'ipv6') {
+    const v6 = parsed as ipaddr.IPv6
+    if (v6.isIPv4MappedAddress()) {
+      judged = target = v6.toIPv4Address()
+      via = ', IPv4-mapped'
+    } else if (inRange(v6, NAT64_WKP)) {
+      const b = v6.toByteArray()
+      judged = new ipaddr.IPv4(b.slice(12))
+      via = ', via NAT64'
+    }
+  }
+
+  const name = rangeName(judged)
+  if (name === 'unspecified') return { routable: false, input, reason: `unspecified${via}` }
+
+  const blocked =
+    matchCidr(policy.blockCidrs, parsed, judged) ??
+    (name && policy.blockRanges.has(name) ? { text: name } : undefined) ??
+    [...policy.blockRanges].find((r) => judged.range() === r || parsed.range() === r)
+  if (blocked) {
+    const entry = typeof blocked === 'string' ? blocked : blocked.text
+    return { routable: false, input, reason: `blocked by ${entry}${via}` }
+  }
+
+  const family: Family = target.kind() === 'ipv4' ? 'ipv4' : 'ipv6'
+  const address = family === 'ipv4' ? target.toString() : (target as ipaddr.IPv6).toRFC5952String()
+  if (!name) return { routable: true, input, address, family }
+
+  const allowed = matchCidr(policy.allow, parsed, judged)
+  if (allowed) return { routable: true, input, address, family, allowedBy: allowed.text }
+  return { routable: false, input, reason: `${name}${via}` }
+}

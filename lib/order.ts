@@ -1,0 +1,118 @@
+// The RFC 8305 §4 address order, inside RFC 5321 MX preference: groups by preference
+// ascending, hosts of equal preference shuffled, families interleaved inside a group.
+
+import type { Family } from './classify'
+import type { HealthView } from './health'
+
+export interface Candidate {
+  address: string
+  family: Family
+  /** MX host name the address came from (the domain itself for an implicit MX). */
+  exchange: string
+  preference: number
+}
+
+export interface OrderOptions {
+  prefer: Family
+  firstFamilyCount: number
+  maxAddresses: number
+  /** Source of randomness for the shuffle of equal-preference hosts; [0, 1). */
+  random?: () => number
+  health?: HealthView
+}
+
+const other = (f: Family): Family => (f === 'ipv6' ? 'ipv4' : 'ipv6')
+
+function shuffle<T>(items: T[], random: () => number): T[] {
+  const out = items.slice()
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1))
+    ;[out[i], out[j]] = [out[j], out[i]]
+  }
+  return out
+}
+
+/** RFC 8305 §4: `firstCount` of the first family, then one of each in turn. */
+export function interleaveFamilies<T>(first: T[], second: T[], firstCount: number): T[] {
+  const out = first.slice(0, firstCount)
+  let i = out.length
+  let j = 0
+  while (i < first.length || j < second.length) {
+    if (j < second.length) out.push(second[j++])
+    if (i < first.length) out.push(first[i++])
+  }
+  return out
+}
+
+/**
+ * The family to start a group with: the preferred one, unless it failed recently for every
+ * host of the group that has it while the other family did not fail for all of its hosts.
+ */
+function leadingFamily(group: Candidate[], opts: OrderOptions): Family {
+  const { prefer, health } = opts
+  if (!health) return prefer
+  const failedEverywhere = (family: Family): boolean => {
+    const hosts = new Set(group.filter((c) => c.family === family).map((c) => c.exchange))
+    return hosts.size > 0 && [...hosts].every((h) => health.familyFailed(h, family))
+  }
+  const alt = other(prefer)
+  const altPresent = group.some((c) => c.family === alt)
+  return failedEverywhere(prefer) && altPresent && !failedEverywhere(alt) ? alt : prefer
+}
+
+function orderGroup(group: Candidate[], opts: OrderOptions, random: () => number): Candidate[] {
+  const hostOrder = shuffle([...new Set(group.map((c) => c.exchange))], random)
+  const byHost = (c: Candidate): number => hostOrder.indexOf(c.exchange)
+  const sorted = group.slice().sort((a, b) => byHost(a) - byHost(b))
+  const lead = leadingFamily(group, opts)
+  const ordered = interleaveFamilies(
+    sorted.filter((c) => c.family === lead),
+    sorted.filter((c) => c.family !== lead),
+    opts.firstFamilyCount,
+  )
+  // Recently failed addresses go to the back of their group, never away.
+  const { health } = opts
+  if (!health) return ordered
+  return [
+    ...ordered.filter((c) => !health.addressFailed(c.address)),
+    ...ordered.filter((c) => health.addressFailed(c.address)),
+  ]
+}
+
+/** Keeps the first `max`, but never drops the last address of a family that has one. */
+export function capKeepingFamilies(list: Candidate[], max: number): Candidate[] {
+  if (list.length <= max) return list
+  const kept = list.slice(0, max)
+  for (const family of ['ipv6', 'ipv4'] as const) {
+    if (kept.some((c) => c.family === family)) continue
+    const missing = list.find((c) => c.family === family)
+    if (!missing) continue
+    // Replace the last entry of the other family, which has at least two here.
+    for (let i = kept.length - 1; i >= 0; i--) {
+      if (kept[i].family !== family) {
+        kept.splice(i, 1)
+        break
+      }
+    }
+    kept.push(missing)
+  }
+  return kept
+}
+
+export function orderCandidates(candidates: Candidate[], opts: OrderOptions): Candidate[] {
+  const random = opts.random ?? Math.random
+  const byPreference = candidates.slice().sort((a, b) => a.preference - b.preference)
+
+  const seen = new Set<string>()
+  const unique = byPreference.filter((c) => !seen.has(c.address) && Boolean(seen.add(c.address)))
+
+  const groups = new Map<number, Candidate[]>()
+  for (const c of unique) {
+    const g = groups.get(c.preference)
+    if (g) g.push(c)
+    else groups.set(c.preference, [c])
+  }
+
+  const ordered = [...groups.values()].flatMap((g) => orderGroup(g, opts, random))
+  return capKeepingFamilies(ordered, Math.max(2, opts.maxAddresses))
+}

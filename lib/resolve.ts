@@ -1,0 +1,125 @@
+// MX and address lookups for one domain with the plugin's own resolver. A temporary DNS
+// problem must never read as "no such domain": only NXDOMAIN and null MX are final.
+
+import net from 'node:net'
+import { promises as dnsPromises } from 'node:dns'
+import { domainToASCII } from 'node:url'
+
+export interface DnsClient {
+  resolveMx(name: string): Promise<Array<{ exchange: string; priority: number }>>
+  resolve4(name: string): Promise<string[]>
+  resolve6(name: string): Promise<string[]>
+}
+
+export interface MxHost {
+  exchange: string
+  preference: number
+  /** AAAA answers then A answers, as the DNS gave them (not yet classified). */
+  addresses: string[]
+  /** A failed lookup of one family, e.g. `AAAA ESERVFAIL`; NODATA is no error. */
+  errors: string[]
+}
+
+export type Resolution =
+  | { kind: 'hosts'; domain: string; implicit: boolean; hosts: MxHost[] }
+  | { kind: 'null-mx'; domain: string }
+  | { kind: 'no-domain'; domain: string; detail: string }
+  | { kind: 'temporary'; domain: string; detail: string }
+
+export interface ResolveOptions {
+  /** MX hosts looked at, lowest preference first: bounds the fan-out of a hostile zone. */
+  maxHosts?: number
+}
+
+/** A node:dns Resolver on the given servers (system ones when empty), one try per query. */
+export function makeDnsClient(servers: string[], timeoutMs: number): DnsClient {
+  const resolver = new dnsPromises.Resolver({ timeout: timeoutMs, tries: 1 })
+  if (servers.length) resolver.setServers(servers)
+  return resolver
+}
+
+/** IDN to A-label, trailing dot and case folded; '' when it is no usable domain. */
+export function toAsciiDomain(domain: string): string {
+  const d = String(domain ?? '')
+    .trim()
+    .replace(/\.$/, '')
+  if (!d || d.length > 253) return ''
+  return domainToASCII(d).toLowerCase()
+}
+
+function errorCode(err: unknown): string {
+  if (err && typeof err === 'object' && 'code' in err) return String((err as { code: unknown }).code)
+  return err instanceof Error ? err.message : String(err)
+}
+
+const isNoData = (code: string): boolean => code === 'ENODATA'
+const isNoName = (code: string): boolean => code === 'ENOTFOUND'
+
+async function lookupFamily(
+  dns: DnsClient,
+  name: string,
+  type: 'AAAA' | 'A',
+): Promise<{ addresses: string[]; error?: string; noName?: boolean }> {
+  try {
+    const answers = type === 'AAAA' ? await dns.resolve6(name) : await dns.resolve4(name)
+    return { addresses: answers }
+  } catch (err) {
+    const code = errorCode(err)
+    if (isNoData(code)) return { addresses: [] }
+    if (isNoName(code)) return { addresses: [], noName: true }
+    return { addresses: [], error: `${type} ${code}` }
+  }
+}
+
+/** AAAA and A in parallel: one family failing never hides the other's answer. */
+async function lookupHost(dns: DnsClient, exchange: string, preference: number): Promise<MxHost> {
+  if (net.isIP(exchange)) return { exchange, preference, addresses: [exchange], errors: [] }
+  const [v6, v4] = await Promise.all([lookupFamily(dns, exchange, 'AAAA'), lookupFamily(dns, exchange, 'A')])
+  const errors = [v6.error, v4.error].filter((e): e is string => Boolean(e))
+  return { exchange, preference, addresses: [...v6.addresses, ...v4.addresses], errors }
+}
+
+export async function resolveDestination(
+  rawDomain: string,
+  dns: DnsClient,
+  opts: ResolveOptions = {},
+): Promise<Resolution> {
+  const maxHosts = opts.maxHosts ?? 20
+  const domain = toAsciiDomain(rawDomain)
+  if (!domain) return { kind: 'no-domain', domain: String(rawDomain), detail: 'not a valid domain name' }
+
+  let records: Array<{ exchange: string; priority: number }> = []
+  try {
+    records = await dns.resolveMx(domain)
+  } catch (err) {
+    const code = errorCode(err)
+    if (isNoName(code)) return { kind: 'no-domain', domain, detail: `NXDOMAIN for ${domain}` }
+    if (!isNoData(code)) return { kind: 'temporary', domain, detail: `MX lookup for ${domain}: ${code}` }
+  }
+
+  const real = records.filter((r) => r.exchange !== '' && r.exchange !== '.')
+  if (records.length && !real.length) return { kind: 'null-mx', domain }
+
+  if (!real.length) {
+    // RFC 5321 §5.1: no MX records, the domain itself is the implicit MX.
+    const host = await lookupHost(dns, domain, 0)
+    if (!host.addresses.length && host.errors.length) {
+      return { kind: 'temporary', domain, detail: `${domain}: ${host.errors.join(', ')}` }
+    }
+    if (!host.addresses.length) {
+      return { kind: 'no-domain', domain, detail: `${domain} has no MX, AAAA or A records` }
+    }
+    return { kind: 'hosts', domain, implicit: true, hosts: [host] }
+  }
+
+  // One entry per host name, at its lowest preference.
+  const byName = new Map<string, number>()
+  for (const r of real) {
+    const name = r.exchange.toLowerCase().replace(/\.$/, '')
+    const pref = Number.isFinite(r.priority) ? r.priority : 65535
+    if (!byName.has(name) || pref < (byName.get(name) as number)) byName.set(name, pref)
+  }
+  const chosen = [...byName.entries()].sort((a, b) => a[1] - b[1]).slice(0, maxHosts)
+  const hosts = await Promise.all(chosen.map(([name, pref]) => lookupHost(dns, name, pref)))
+  return { kind: 'hosts', domain, implicit: false, hosts }
+}
