@@ -86,7 +86,8 @@ export function load_happy_eyeballs_ini(this: Plugin): void {
         else this.logerror(LOG_PREFIX + msg)
       },
     })
-    if (outbound.raceUnavailable) this.logwarn(`${LOG_PREFIX}not racing connections: ${outbound.raceUnavailable}`)
+    if (outbound.raceUnavailable)
+      this.logwarn(`${LOG_PREFIX}not racing connections: ${outbound.raceUnavailable}`)
   }
 
   this.happy_eyeballs = {
@@ -150,7 +151,9 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
         answer(this, hmail, route, once)
       })
       .catch((err: unknown) => {
-        hmail.logerror(`${LOG_PREFIX}internal error, leaving ${domain} to Haraka: ${describeSocketError(err)}`)
+        hmail.logerror(
+          `${LOG_PREFIX}internal error, leaving ${domain} to Haraka: ${describeSocketError(err)}`,
+        )
         once()
       })
   } catch (err) {

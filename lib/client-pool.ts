@@ -218,7 +218,13 @@ export class ClientPoolBridge {
   }
 
   private legacyGetClient(original: (...args: unknown[]) => unknown) {
-    return (port: number, host: string, localAddr: string | undefined, isUnix: boolean, callback: Callback) => {
+    return (
+      port: number,
+      host: string,
+      localAddr: string | undefined,
+      isUnix: boolean,
+      callback: Callback,
+    ) => {
       if (!isUnix && host) {
         const key = keyOf(host, port ?? 25, localAddr)
         const socket = this.take(key)

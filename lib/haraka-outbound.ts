@@ -35,10 +35,13 @@ function tryRequire(req: HarakaRequire, name: string): unknown {
 function socketMaker(req: HarakaRequire, shape: 'mx' | 'legacy', netUtils: unknown): SocketMaker | undefined {
   if (shape === 'legacy') {
     const lineSocket = tryRequire(req, 'line_socket') as { connect?: SocketMaker } | undefined
-    return typeof lineSocket?.connect === 'function' ? (o) => (lineSocket.connect as SocketMaker)(o) : undefined
+    return typeof lineSocket?.connect === 'function'
+      ? (o) => (lineSocket.connect as SocketMaker)(o)
+      : undefined
   }
   const tls = tryRequire(req, 'tls_socket') as { connect?: SocketMaker } | undefined
-  const addLines = (netUtils as { add_line_processor?: (s: PoolSocket) => void } | undefined)?.add_line_processor
+  const addLines = (netUtils as { add_line_processor?: (s: PoolSocket) => void } | undefined)
+    ?.add_line_processor
   if (typeof tls?.connect !== 'function' || typeof addLines !== 'function') return undefined
   return (o) => {
     const socket = (tls.connect as SocketMaker)(o)

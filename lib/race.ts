@@ -65,6 +65,7 @@ export function raceConnect<S extends RaceSocket>(
   const now = opts.now ?? (() => performance.now())
   const t0 = now()
   const since = (): number => Math.round(now() - t0)
+  if (!targets.length) return Promise.resolve({ attempts: [], elapsedMs: 0 })
 
   return new Promise((resolve) => {
     const attempts: AttemptRecord[] = []
@@ -73,7 +74,6 @@ export function raceConnect<S extends RaceSocket>(
     let groupStartedAt = t0
     let done = false
     let stepTimer: NodeJS.Timeout | undefined
-    let deadlineTimer: NodeJS.Timeout | undefined
 
     const finish = (winner?: number): void => {
       done = true
@@ -91,7 +91,8 @@ export function raceConnect<S extends RaceSocket>(
       const socket = winner === undefined ? undefined : live.get(winner)
       live.clear()
       resolve({
-        winner: winner === undefined || !socket ? undefined : { index: winner, target: targets[winner], socket },
+        winner:
+          winner === undefined || !socket ? undefined : { index: winner, target: targets[winner], socket },
         attempts,
         elapsedMs: since(),
       })
@@ -157,11 +158,7 @@ export function raceConnect<S extends RaceSocket>(
       scheduleNext()
     }
 
-    if (!targets.length) {
-      finish()
-      return
-    }
-    deadlineTimer = setTimeout(() => {
+    const deadlineTimer = setTimeout(() => {
       for (const i of live.keys()) {
         const rec = attempts[i]
         rec.outcome = 'timed out'
@@ -181,7 +178,8 @@ export function describeTimeline(result: RaceResult<RaceSocket>): string {
   return result.attempts
     .map((a) => {
       const took = a.endMs === undefined ? '' : ` after ${a.endMs - a.startMs} ms`
-      const what = a.outcome === 'failed' || a.outcome === 'timed out' ? `${a.outcome} (${a.error})` : a.outcome
+      const what =
+        a.outcome === 'failed' || a.outcome === 'timed out' ? `${a.outcome} (${a.error})` : a.outcome
       return `+${a.startMs}ms ${showTarget(a.target)} ${what}${took}`
     })
     .join('; ')

@@ -47,9 +47,11 @@ export function toAsciiDomain(domain: string): string {
   return domainToASCII(d).toLowerCase()
 }
 
+/** The resolver's error code (ENODATA, ESERVFAIL, ...). Anything else is a bug: rethrown. */
 function errorCode(err: unknown): string {
-  if (err && typeof err === 'object' && 'code' in err) return String((err as { code: unknown }).code)
-  return err instanceof Error ? err.message : String(err)
+  const code = err && typeof err === 'object' ? (err as { code?: unknown }).code : undefined
+  if (typeof code === 'string' && code) return code
+  throw err
 }
 
 const isNoData = (code: string): boolean => code === 'ENODATA'

@@ -150,7 +150,10 @@ export async function routeDomain<S extends RaceSocket>(domain: string, deps: Ro
   const result = await raceConnect(targets, {
     attemptDelayMs: settings.race.attemptDelayMs,
     groupDelayMs: settings.race.groupDelayMs,
-    deadlineMs: Math.max(100, Math.min(settings.race.deadlineMs, (deps.answerBy ?? Infinity) - performance.now())),
+    deadlineMs: Math.max(
+      100,
+      Math.min(settings.race.deadlineMs, (deps.answerBy ?? Infinity) - performance.now()),
+    ),
     connect: (t) => racer.connect(t),
   })
   recordRace(health, result, settings.race.attemptDelayMs)
@@ -176,12 +179,17 @@ export async function routeDomain<S extends RaceSocket>(domain: string, deps: Ro
  * Feeds the health cache: every connect and every error, and an attempt cancelled after
  * waiting a whole attempt delay without an answer, which is how a black hole looks.
  */
-export function recordRace(health: HealthCache, result: RaceResult<RaceSocket>, attemptDelayMs: number): void {
+export function recordRace(
+  health: HealthCache,
+  result: RaceResult<RaceSocket>,
+  attemptDelayMs: number,
+): void {
   const at = Date.now()
   for (const a of result.attempts) {
     const waited = (a.endMs ?? result.elapsedMs) - a.startMs
     const { address, family, exchange } = a.target
-    if (a.outcome === 'connected') health.record(address, family, exchange, { ok: true, latencyMs: waited, at })
+    if (a.outcome === 'connected')
+      health.record(address, family, exchange, { ok: true, latencyMs: waited, at })
     else if (a.outcome === 'failed' || a.outcome === 'timed out' || waited >= attemptDelayMs) {
       const error = a.error ?? `no answer in ${waited} ms`
       health.record(address, family, exchange, { ok: false, error, latencyMs: waited, at })

@@ -27,12 +27,32 @@ const LISTENING_RE = (port) => new RegExp(`\\] Listening on 127\\.0\\.0\\.1:${po
 /**
  * Outcome lines written by outbound/hmail.js, identical in 3.3.4 and 3.0.3:
  *  - delivered(): lognotice({ 'delivered file': ..., domain, host, ip, port, mode, ... })
- *      → "[NOTICE] [uuid] [outbound] delivered file=<qfile> domain=<d> host=<h> ip=<ip> port=<p> ..."
+ *      → "[NOTICE] [uuid] [outbound]  delivered file=<qfile> domain=<d> host=<h> ip=<ip> port=<p> ..."
  *  - deferred_respond(): loginfo(`Temp failing ${filename} for ${delay} seconds: ${err}`)
  *  - bounce(): loginfo(`bouncing mail: ${err}`)
+ * The uuid of an outbound item is its transaction's uuid plus ".<n>".
  */
-const OUTCOME_RE =
-  /^.*\[outbound\] (?:(delivered) file=\S+ domain=\S+ host=(\S*) ip=(\S*) port=(\d*)|Temp failing (\S+) for (\d+(?:\.\d+)?) seconds: (.*)|bouncing mail: (.*))$/m
+const OUTCOME_TEXT =
+  '(?:(delivered) file=\\S+ domain=\\S+ host=(\\S*) ip=(\\S*) port=(\\d*).*|Temp failing (\\S+) for (\\d+(?:\\.\\d+)?) seconds: (.*)|bouncing mail: (.*))$'
+const OUTCOME_RE = new RegExp(`^.*\\[outbound\\]\\s+${OUTCOME_TEXT}`, 'm')
+
+/** The outcome regex restricted to the outbound items of one transaction uuid. */
+function outcomeRe(uuid) {
+  if (!uuid) return OUTCOME_RE
+  const id = uuid.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  return new RegExp(`^.*\\[${id}(?:\\.\\d+)*\\] \\[outbound\\]\\s+${OUTCOME_TEXT}`, 'm')
+}
+
+/**
+ * The transaction uuid from Haraka's queue reply in a sendMail() result
+ * ("250 Message Queued (<uuid>.1)"), or undefined.
+ * @param {{response?: string}} info
+ * @returns {string|undefined}
+ */
+function queuedUuid(info) {
+  const m = /Message Queued \(([0-9A-F-]+(?:\.\d+)*)\)/i.exec((info && info.response) || '')
+  return m ? m[1] : undefined
+}
 
 /** Upper bound for the life of a black-hole helper process, whatever happens to the caller. */
 const BLACK_HOLE_MAX_MS = 10 * 60 * 1000
@@ -374,8 +394,9 @@ exports.hook_mail = function (next, connection) {
 /**
  * Starts a real Haraka process in a fresh temp dir, listening on 127.0.0.1:<free port>.
  * @param {{version?: string, dnsPort: number, plugins?: string[], outbound?: object,
- *   files?: Object<string, string>}} opts  `outbound` overrides outbound.ini key by key;
- *   `files` are written verbatim into config/ last (so they may replace any generated file).
+ *   files?: Object<string, string>}} opts  `outbound` overrides outbound.ini key by key (a key set
+ *   to undefined is left out, so Haraka's own default applies); `files` are written verbatim into
+ *   config/ last (so they may replace any generated file).
  * @returns {Promise<{dir: string, port: number, pid: number, version: string, log: () => string,
  *   logLength: () => number, waitForLog: (re: RegExp, timeoutMs?: number, opts?: {from?: number})
  *   => Promise<RegExpExecArray>, stop: () => Promise<void>}>}
@@ -404,6 +425,7 @@ async function startHaraka({ version = '3.3.4', dnsPort, plugins = [], outbound 
     await write(
       'outbound.ini',
       Object.entries(ob)
+        .filter(([, v]) => v !== undefined && v !== null)
         .map(([k, v]) => `${k}=${v}\n`)
         .join(''),
     )
@@ -550,14 +572,16 @@ async function sendMail({ port, from = 'sender@haraka.test', to, subject = 'test
 /**
  * Waits for the first outbound outcome Haraka logs after the offset `from` (default: the log
  * length at the time of the call; take `haraka.logLength()` BEFORE sendMail to avoid a race).
+ * `uuid` (see queuedUuid) restricts it to one submitted message, so that e.g. a bounce DSN of
+ * an earlier message is not taken for the outcome of this one.
  * @param {object} haraka  a startHaraka() handle
  * @param {number} [timeoutMs]
- * @param {{from?: number}} [opts]
+ * @param {{from?: number, uuid?: string}} [opts]
  * @returns {Promise<{kind: 'delivered'|'deferred'|'bounced', line: string, offset: number,
  *   host?: string, ip?: string, port?: number, delay?: number, err?: string}>}
  */
-async function waitForOutcome(haraka, timeoutMs = 60000, { from = haraka.logLength() } = {}) {
-  const m = await haraka.waitForLog(OUTCOME_RE, timeoutMs, { from })
+async function waitForOutcome(haraka, timeoutMs = 60000, { from = haraka.logLength(), uuid } = {}) {
+  const m = await haraka.waitForLog(outcomeRe(uuid), timeoutMs, { from })
   const line = m[0]
   if (m[1]) return { kind: 'delivered', line, offset: m.offset, host: m[2], ip: m[3], port: Number(m[4]) }
   if (m[5]) return { kind: 'deferred', line, offset: m.offset, delay: Number(m[6]), err: m[7] }
@@ -567,6 +591,8 @@ async function waitForOutcome(haraka, timeoutMs = 60000, { from = haraka.logLeng
 module.exports = {
   HARAKA_VERSIONS,
   OUTCOME_RE,
+  outcomeRe,
+  queuedUuid,
   startSink,
   startBlackHole,
   startHaraka,

@@ -1,0 +1,539 @@
+'use strict'
+
+// Addresses here are test data only: strings that are classified, never connected to. Special
+// ranges use documentation or range-example addresses; the few global ones (needed to show
+// what passes) are the well-known public resolvers.
+
+const assert = require('node:assert/strict')
+
+const {
+  classifyAddress,
+  normalizeAddressText,
+  parseCidr,
+  RANGE_NAMES,
+  DEFAULT_POLICY,
+} = require('../dist/lib/classify')
+
+const GLOBAL_V4 = '8.8.8.8'
+const GLOBAL_V6 = '2001:4860:4860::8888'
+
+function policy({ allow = [], block = [] } = {}) {
+  const cidr = (t) => {
+    const c = parseCidr(t)
+    assert.ok(c, `test policy CIDR ${t} parses`)
+    return c
+  }
+  const blockCidrs = []
+  const blockRanges = new Set()
+  for (const b of block) {
+    if (b.includes('.') || b.includes(':')) blockCidrs.push(cidr(b))
+    else blockRanges.add(b)
+  }
+  return { allow: allow.map(cidr), blockCidrs, blockRanges }
+}
+
+function filtered(text, pol) {
+  const c = classifyAddress(text, pol)
+  assert.equal(c.routable, false, `${text} should be filtered, got ${JSON.stringify(c)}`)
+  return c
+}
+
+function routable(text, pol) {
+  const c = classifyAddress(text, pol)
+  assert.equal(c.routable, true, `${text} should be routable, got ${JSON.stringify(c)}`)
+  return c
+}
+
+describe('classify', () => {
+  describe('every named special range is filtered with its name as the reason', () => {
+    // [address, reason]: every range of SPECIAL_RANGES, the IPv4-only ones also in their
+    // IPv4-mapped and NAT64 forms, and the ipaddr.js ranges the module falls back to.
+    const table = [
+      ['0.0.0.0', 'unspecified'],
+      ['0.1.2.3', 'unspecified'],
+      ['::', 'unspecified'],
+      ['127.0.0.1', 'loopback'],
+      ['127.255.255.254', 'loopback'],
+      ['::1', 'loopback'],
+      ['::ffff:127.0.0.1', 'loopback, IPv4-mapped'],
+      ['64:ff9b::7f00:1', 'loopback, via NAT64'],
+      ['255.255.255.255', 'broadcast'],
+      ['::ffff:255.255.255.255', 'broadcast, IPv4-mapped'],
+      ['64:ff9b::ffff:ffff', 'broadcast, via NAT64'],
+      ['10.0.0.1', 'private'],
+      ['10.255.255.255', 'private'],
+      ['172.16.0.1', 'private'],
+      ['172.31.255.254', 'private'],
+      ['192.168.0.1', 'private'],
+      ['::ffff:10.1.2.3', 'private, IPv4-mapped'],
+      ['::ffff:172.16.5.4', 'private, IPv4-mapped'],
+      ['::ffff:192.168.1.1', 'private, IPv4-mapped'],
+      ['64:ff9b::a00:1', 'private, via NAT64'],
+      ['100.64.0.1', 'cgn'],
+      ['100.127.255.254', 'cgn'],
+      ['::ffff:100.64.0.1', 'cgn, IPv4-mapped'],
+      ['64:ff9b::6440:1', 'cgn, via NAT64'],
+      ['169.254.0.1', 'link-local'],
+      ['fe80::1', 'link-local'],
+      ['febf:ffff::1', 'link-local'],
+      ['::ffff:169.254.1.1', 'link-local, IPv4-mapped'],
+      ['192.0.2.1', 'documentation'],
+      ['198.51.100.1', 'documentation'],
+      ['203.0.113.1', 'documentation'],
+      ['2001:db8::1', 'documentation'],
+      ['3fff::1', 'documentation'],
+      ['3fff:fff:ffff::1', 'documentation'],
+      ['::ffff:192.0.2.1', 'documentation, IPv4-mapped'],
+      ['64:ff9b::c000:221', 'documentation, via NAT64'],
+      ['198.18.0.1', 'benchmarking'],
+      ['198.19.255.254', 'benchmarking'],
+      ['2001:2::1', 'benchmarking'],
+      ['192.88.99.1', '6to4'],
+      ['2002::1', '6to4'],
+      ['2002:c000:201::1', '6to4'],
+      ['192.0.0.1', 'ietf-protocol'],
+      ['192.0.0.8', 'ietf-protocol'],
+      ['224.0.0.1', 'multicast'],
+      ['239.255.255.255', 'multicast'],
+      ['ff02::1', 'multicast'],
+      ['ff0e::101', 'multicast'],
+      ['::ffff:224.0.0.251', 'multicast, IPv4-mapped'],
+      ['240.0.0.1', 'reserved'],
+      ['254.255.255.255', 'reserved'],
+      ['4000::1', 'reserved'],
+      ['5f00::1', 'reserved'],
+      ['e000::1', 'reserved'],
+      ['::ffff:0:192.0.2.1', 'ipv4-translated'],
+      ['::ffff:0:c000:201', 'ipv4-translated'],
+      ['::2', 'ipv4-compatible'],
+      ['::c000:201', 'ipv4-compatible'],
+      ['64:ff9b:1::1', 'nat64-local'],
+      ['100::1', 'discard'],
+      ['2001::1', 'teredo'],
+      ['2001:0:4136:e378::1', 'teredo'],
+      ['2001:10::1', 'orchid'],
+      ['2001:20::1', 'orchid'],
+      ['fc00::1', 'unique-local'],
+      ['fd12:3456:789a::1', 'unique-local'],
+      ['fec0::1', 'site-local'],
+      // Not named by the module: ipaddr.js's own special ranges are the fallback.
+      ['192.31.196.1', 'as112'],
+      ['192.175.48.1', 'as112'],
+      ['192.52.193.1', 'amt'],
+      ['2001:3::1', 'amt'],
+      ['2001:4:112::1', 'as112v6'],
+      ['2620:4f:8000::1', 'as112v6'],
+      ['2001:30::1', 'droneRemoteIdProtocolEntityTags'],
+      ['2001:1::1', 'reserved'],
+    ]
+    for (const [address, reason] of table) {
+      it(`${address} is filtered as ${reason}`, () => {
+        const c = filtered(address)
+        assert.equal(c.reason, reason)
+        assert.equal(c.input, address)
+      })
+    }
+  })
+
+  describe('global unicast passes', () => {
+    const table = [
+      [GLOBAL_V4, GLOBAL_V4, 'ipv4'],
+      ['8.8.4.4', '8.8.4.4', 'ipv4'],
+      [GLOBAL_V6, GLOBAL_V6, 'ipv6'],
+      ['2001:4860:4860:0:0:0:0:8888', GLOBAL_V6, 'ipv6'],
+      ['2001:4860:4860:0000:0000:0000:0000:8888', GLOBAL_V6, 'ipv6'],
+    ]
+    for (const [input, address, family] of table) {
+      it(`${input} is routable ${family}, to be connected to as ${address}`, () => {
+        const c = routable(input)
+        assert.equal(c.address, address)
+        assert.equal(c.family, family)
+        assert.equal(c.allowedBy, undefined)
+      })
+    }
+
+    it('the default policy argument is DEFAULT_POLICY, which permits nothing special', () => {
+      assert.deepEqual(classifyAddress('10.0.0.1'), classifyAddress('10.0.0.1', DEFAULT_POLICY))
+      assert.deepEqual(DEFAULT_POLICY.allow, [])
+      assert.deepEqual(DEFAULT_POLICY.blockCidrs, [])
+      assert.equal(DEFAULT_POLICY.blockRanges.size, 0)
+    })
+  })
+
+  describe('any notation of an address classifies the same', () => {
+    it('a link-local address with zero groups spelled out (fe80:0:0::1) is link-local', () => {
+      const c = filtered('fe80:0:0::1')
+      assert.equal(c.reason, 'link-local')
+    })
+
+    it('an upper-case link-local address with a zone id (FE80::1%eth0) is link-local, input lower-cased without the zone', () => {
+      const c = filtered('FE80::1%eth0')
+      assert.equal(c.reason, 'link-local')
+      assert.equal(c.input, 'fe80::1')
+    })
+
+    it('a bracketed link-local address ([fe80::1]) is link-local, input without brackets', () => {
+      const c = filtered('[fe80::1]')
+      assert.equal(c.reason, 'link-local')
+      assert.equal(c.input, 'fe80::1')
+    })
+
+    it('an IPv4-mapped loopback is judged as loopback, not IPv6 unicast', () => {
+      for (const text of ['::ffff:127.0.0.1', '0:0:0:0:0:ffff:7f00:1', '::ffff:7f00:2', '::FFFF:127.0.0.2']) {
+        const c = filtered(text)
+        assert.equal(c.reason, 'loopback, IPv4-mapped', text)
+      }
+    })
+
+    it('a bracketed IPv4-mapped loopback is still loopback', () => {
+      assert.equal(filtered('[::ffff:127.0.0.1]').reason, 'loopback, IPv4-mapped')
+    })
+
+    it('the NAT64 form of a documentation IPv4 (64:ff9b::c000:221 = 192.0.2.33) is filtered as documentation via NAT64', () => {
+      assert.equal(filtered('64:ff9b::c000:221').reason, 'documentation, via NAT64')
+      assert.equal(filtered('64:ff9b::192.0.2.33').reason, 'documentation, via NAT64')
+    })
+
+    it('the NAT64 form of a global IPv4 (64:ff9b::808:808) is routable and kept as IPv6', () => {
+      const c = routable('64:ff9b::808:808')
+      assert.equal(c.family, 'ipv6')
+      assert.equal(c.address, '64:ff9b::808:808')
+    })
+
+    it('a NAT64 address in dotted or upper-case notation is connected to in its canonical IPv6 text', () => {
+      for (const text of ['64:ff9b::8.8.8.8', '64:FF9B::808:808', '0064:ff9b:0:0:0:0:0808:0808']) {
+        const c = routable(text)
+        assert.equal(c.family, 'ipv6', text)
+        assert.equal(c.address, '64:ff9b::808:808', text)
+      }
+    })
+
+    it('an IPv4-mapped global address is routable as the IPv4 it carries', () => {
+      const c = routable('::ffff:8.8.8.8')
+      assert.equal(c.family, 'ipv4')
+      assert.equal(c.address, '8.8.8.8')
+      assert.equal(c.input, '::ffff:8.8.8.8')
+    })
+
+    it('an IPv4-mapped global address in hex notation is routable as the same IPv4', () => {
+      const c = routable('::ffff:808:808')
+      assert.equal(c.family, 'ipv4')
+      assert.equal(c.address, '8.8.8.8')
+    })
+
+    it('an upper-case global IPv6 address is routable and connected to in lower case', () => {
+      const c = routable('2001:4860:4860::8888'.toUpperCase())
+      assert.equal(c.address, GLOBAL_V6)
+      assert.equal(c.input, GLOBAL_V6)
+    })
+
+    it('upper-case special addresses keep their range (2001:DB8::1 is documentation, FC00::1 unique-local)', () => {
+      assert.equal(filtered('2001:DB8::1').reason, 'documentation')
+      assert.equal(filtered('FC00::1').reason, 'unique-local')
+      assert.equal(filtered('FF02::1').reason, 'multicast')
+    })
+
+    it('surrounding white space is ignored', () => {
+      const c = routable(' 8.8.8.8 ')
+      assert.equal(c.address, '8.8.8.8')
+      assert.equal(filtered('\t2001:db8::1\n').reason, 'documentation')
+    })
+
+    // ipaddr.js parses `::a.b.c.d` as `::ffff:a.b.c.d`, while the same 128 bits written in
+    // hex are in ::/96 (IPv4-compatible), which the module filters. c-ares prints an AAAA
+    // answer in ::/96 in the dotted form, so the dotted form is what a DNS answer looks like.
+    it('an IPv4-compatible address (::/96) is filtered as ipv4-compatible in every notation', () => {
+      for (const text of ['::808:808', '0:0:0:0:0:0:808:808', '0:0:0:0:0:0:8.8.8.8', '::8.8.8.8']) {
+        const c = classifyAddress(text)
+        assert.deepEqual(
+          { routable: c.routable, reason: c.reason },
+          { routable: false, reason: 'ipv4-compatible' },
+          `${text} classified as ${JSON.stringify(c)}`,
+        )
+      }
+    })
+  })
+
+  describe('unspecified addresses are never connected to', () => {
+    it('0.0.0.0 is unspecified', () => assert.equal(filtered('0.0.0.0').reason, 'unspecified'))
+    it(':: is unspecified', () => assert.equal(filtered('::').reason, 'unspecified'))
+    it('0:0:0:0:0:0:0:0 is unspecified', () =>
+      assert.equal(filtered('0:0:0:0:0:0:0:0').reason, 'unspecified'))
+    it('0.1.2.3 (this network, 0.0.0.0/8) is unspecified', () =>
+      assert.equal(filtered('0.1.2.3').reason, 'unspecified'))
+    it('::ffff:0.0.0.0 is unspecified, IPv4-mapped', () =>
+      assert.equal(filtered('::ffff:0.0.0.0').reason, 'unspecified, IPv4-mapped'))
+    it('64:ff9b:: (NAT64 of 0.0.0.0) is unspecified via NAT64', () =>
+      assert.equal(filtered('64:ff9b::').reason, 'unspecified, via NAT64'))
+
+    const allowEverything = policy({
+      allow: ['0.0.0.0/0', '::/0', '0.0.0.0/8', '0.0.0.0', '::', '::ffff:0:0/96'],
+    })
+    for (const text of ['0.0.0.0', '::', '::ffff:0.0.0.0', '0.1.2.3', '[::]', '0:0::0']) {
+      it(`allow can never re-permit ${text}, even with allow 0.0.0.0/0 and ::/0`, () => {
+        const c = filtered(text, allowEverything)
+        assert.match(c.reason, /^unspecified/)
+        assert.equal(c.allowedBy, undefined)
+      })
+    }
+  })
+
+  describe('text that is no IP address', () => {
+    const table = [
+      'not-an-ip',
+      '1.2.3',
+      '',
+      '   ',
+      '256.1.1.1',
+      '1.2.3.4.5',
+      '010.0.0.1',
+      '2001:db8::1::1',
+      '2001:db8::g',
+      '[2001:db8::1]:25',
+      '192.0.2.1:25',
+      'mx.example.com',
+      '::ffff:1.2.3',
+      '[fe80::1',
+    ]
+    for (const text of table) {
+      it(`${JSON.stringify(text)} is filtered as not an IP address, the input kept as given`, () => {
+        const c = filtered(text)
+        assert.equal(c.reason, 'not an IP address')
+        assert.equal(c.input, text)
+      })
+    }
+
+    it('non-string input is not an IP address and does not throw', () => {
+      for (const v of [undefined, null, 42, {}, []]) {
+        const c = classifyAddress(v)
+        assert.equal(c.routable, false)
+        assert.equal(c.reason, 'not an IP address')
+      }
+    })
+
+    it('1.2.3 is not valid even with an allow list that covers everything', () => {
+      const c = filtered('1.2.3', policy({ allow: ['0.0.0.0/0', '::/0'] }))
+      assert.equal(c.reason, 'not an IP address')
+    })
+  })
+
+  describe('normalizeAddressText', () => {
+    const table = [
+      ['FE80::1%eth0', 'fe80::1'],
+      ['[fe80::1]', 'fe80::1'],
+      ['[FE80::1%25eth0]', 'fe80::1'],
+      [' 192.0.2.1 ', '192.0.2.1'],
+      ['2001:DB8::1', '2001:db8::1'],
+      ['1.2.3', ''],
+      ['not-an-ip', ''],
+      ['', ''],
+    ]
+    for (const [text, out] of table) {
+      it(`${JSON.stringify(text)} normalizes to ${JSON.stringify(out)}`, () => {
+        assert.equal(normalizeAddressText(text), out)
+      })
+    }
+  })
+
+  describe('allow re-permits special ranges', () => {
+    const table = [
+      ['10.1.2.3', '10.0.0.0/8', '10.1.2.3', 'ipv4'],
+      ['192.168.7.8', '192.168.0.0/16', '192.168.7.8', 'ipv4'],
+      ['127.0.0.2', '127.0.0.0/8', '127.0.0.2', 'ipv4'],
+      ['::1', '::1', '::1', 'ipv6'],
+      ['::1', '::1/128', '::1', 'ipv6'],
+      ['::ffff:127.0.0.2', '127.0.0.0/8', '127.0.0.2', 'ipv4'],
+      ['::ffff:127.0.0.2', '::ffff:127.0.0.0/104', '127.0.0.2', 'ipv4'],
+      ['fd00:1::25', 'fd00:1::/64', 'fd00:1::25', 'ipv6'],
+      ['FD00:1::25', 'fd00::/8', 'fd00:1::25', 'ipv6'],
+      ['100.64.1.1', '100.64.0.0/10', '100.64.1.1', 'ipv4'],
+      ['fe80::1%eth0', 'fe80::/10', 'fe80::1', 'ipv6'],
+    ]
+    for (const [input, allow, address, family] of table) {
+      it(`allow ${allow} re-permits ${input}, connected to as ${family} ${address}, reporting allowedBy`, () => {
+        const c = routable(input, policy({ allow: [allow] }))
+        assert.equal(c.address, address)
+        assert.equal(c.family, family)
+        assert.equal(c.allowedBy, allow.toLowerCase())
+      })
+    }
+
+    it('an allow entry that does not cover the address re-permits nothing', () => {
+      const c = filtered('10.2.0.1', policy({ allow: ['10.1.0.0/16', 'fd00::/8'] }))
+      assert.equal(c.reason, 'private')
+    })
+
+    it('an IPv4 allow entry does not re-permit an IPv6 special address and vice versa', () => {
+      assert.equal(filtered('fd00::1', policy({ allow: ['10.0.0.0/8'] })).reason, 'unique-local')
+      assert.equal(filtered('10.0.0.1', policy({ allow: ['fd00::/8'] })).reason, 'private')
+    })
+
+    it('the first matching allow entry is reported as allowedBy', () => {
+      const c = routable('10.1.2.3', policy({ allow: ['fd00::/8', '10.1.0.0/16', '10.0.0.0/8'] }))
+      assert.equal(c.allowedBy, '10.1.0.0/16')
+    })
+
+    it('a global address passes without allowedBy even when an allow entry covers it', () => {
+      const c = routable(GLOBAL_V4, policy({ allow: ['8.8.8.0/24'] }))
+      assert.equal(c.allowedBy, undefined)
+    })
+  })
+
+  describe('block drops addresses, and wins over allow', () => {
+    it('a block CIDR drops a global IPv4 address', () => {
+      assert.equal(filtered(GLOBAL_V4, policy({ block: ['8.8.8.0/24'] })).reason, 'blocked by 8.8.8.0/24')
+    })
+
+    it('a block CIDR drops a global IPv6 address', () => {
+      const c = filtered(GLOBAL_V6, policy({ block: ['2001:4860::/32'] }))
+      assert.equal(c.reason, 'blocked by 2001:4860::/32')
+    })
+
+    it('an IPv4 block CIDR drops the IPv4-mapped and NAT64 forms of a covered address', () => {
+      const pol = policy({ block: ['8.8.8.0/24'] })
+      assert.equal(filtered('::ffff:8.8.8.8', pol).reason, 'blocked by 8.8.8.0/24, IPv4-mapped')
+      assert.equal(filtered('64:ff9b::808:808', pol).reason, 'blocked by 8.8.8.0/24, via NAT64')
+    })
+
+    it('a block range name (ipaddr.js rfc6052) drops a routable NAT64 address', () => {
+      const c = filtered('64:ff9b::808:808', policy({ block: ['rfc6052'] }))
+      assert.equal(c.reason, 'blocked by rfc6052, via NAT64')
+    })
+
+    it('a block range name (ipaddr.js ipv4Mapped) drops a routable IPv4-mapped address', () => {
+      const c = filtered('::ffff:8.8.8.8', policy({ block: ['ipv4Mapped'] }))
+      assert.equal(c.reason, 'blocked by ipv4Mapped, IPv4-mapped')
+    })
+
+    it('a block CIDR wins over an allow entry for the same address', () => {
+      const c = filtered('10.1.2.3', policy({ allow: ['10.0.0.0/8'], block: ['10.1.0.0/16'] }))
+      assert.equal(c.reason, 'blocked by 10.1.0.0/16')
+    })
+
+    it('a block range name of the module (private) wins over an allow entry', () => {
+      const c = filtered('10.1.2.3', policy({ allow: ['10.0.0.0/8'], block: ['private'] }))
+      assert.equal(c.reason, 'blocked by private')
+    })
+
+    it('a block range name of ipaddr.js (uniqueLocal) wins over an allow entry', () => {
+      const c = filtered('fd00::1', policy({ allow: ['fd00::/8'], block: ['uniqueLocal'] }))
+      assert.equal(c.reason, 'blocked by uniqueLocal')
+    })
+
+    it('a block range name leaves addresses outside the range alone', () => {
+      const pol = policy({ block: ['linkLocal', 'teredo'] })
+      routable(GLOBAL_V4, pol)
+      routable(GLOBAL_V6, pol)
+      assert.equal(filtered('169.254.1.1', pol).reason, 'blocked by linkLocal')
+      assert.equal(filtered('2001::1', pol).reason, 'blocked by teredo')
+    })
+
+    it('block does not change the reason for the unspecified addresses', () => {
+      const c = filtered('0.0.0.0', policy({ block: ['0.0.0.0/8', 'unspecified'] }))
+      assert.equal(c.reason, 'unspecified')
+    })
+  })
+
+  describe('parseCidr', () => {
+    const accepted = [
+      ['10.0.0.0/8', '10.0.0.0/8', 8],
+      ['192.0.2.0/24', '192.0.2.0/24', 24],
+      ['192.0.2.1/32', '192.0.2.1/32', 32],
+      ['0.0.0.0/0', '0.0.0.0/0', 0],
+      ['2001:db8::/32', '2001:db8::/32', 32],
+      ['2001:DB8::/32', '2001:db8::/32', 32],
+      ['::/0', '::/0', 0],
+      ['::1/128', '::1/128', 128],
+      ['::ffff:10.0.0.0/104', '::ffff:10.0.0.0/104', 104],
+      [' 10.0.0.0/8 ', '10.0.0.0/8', 8],
+      ['192.0.2.7', '192.0.2.7', 32],
+      ['2001:db8::7', '2001:db8::7', 128],
+    ]
+    for (const [text, canonical, bits] of accepted) {
+      it(`accepts ${JSON.stringify(text)} as ${canonical} with prefix length ${bits}`, () => {
+        const c = parseCidr(text)
+        assert.ok(c)
+        assert.equal(c.text, canonical)
+        assert.equal(c.range[1], bits)
+      })
+    }
+
+    const rejected = [
+      '10.0.0.0/33',
+      '192.0.2.0/99',
+      '::/129',
+      '2001:db8::/200',
+      'abc/8',
+      '10.0.0.0/x',
+      '10.0.0.0/',
+      '10.0.0.0/-1',
+      '10.0.0.0/ 8',
+      '10.0.0.0/8/8',
+      '10.0.0.0/1000',
+      '1.2.3/8',
+      '1.2.3',
+      '[::1]/128',
+      '',
+      '/8',
+      'private',
+    ]
+    for (const text of rejected) {
+      it(`rejects ${JSON.stringify(text)}`, () => {
+        assert.equal(parseCidr(text), null)
+      })
+    }
+
+    it('a parsed CIDR matches the addresses it covers and no others', () => {
+      const pol = policy({ allow: ['10.1.0.0/16'] })
+      assert.equal(routable('10.1.255.255', pol).allowedBy, '10.1.0.0/16')
+      assert.equal(filtered('10.2.0.0', pol).reason, 'private')
+    })
+  })
+
+  describe('RANGE_NAMES', () => {
+    const ours = [
+      'unspecified',
+      'loopback',
+      'broadcast',
+      'private',
+      'cgn',
+      'link-local',
+      'documentation',
+      'benchmarking',
+      '6to4',
+      'ietf-protocol',
+      'multicast',
+      'reserved',
+      'ipv4-translated',
+      'ipv4-compatible',
+      'nat64-local',
+      'discard',
+      'teredo',
+      'orchid',
+      'unique-local',
+      'site-local',
+    ]
+    for (const name of ours) {
+      it(`contains the module's range name ${name}`, () => assert.ok(RANGE_NAMES.has(name)))
+    }
+
+    const ipaddrNames = [
+      'linkLocal',
+      'carrierGradeNat',
+      'uniqueLocal',
+      'ipv4Mapped',
+      'rfc6052',
+      'rfc6145',
+      'as112',
+      'amt',
+      'deprecatedSiteLocal',
+    ]
+    for (const name of ipaddrNames) {
+      it(`contains the ipaddr.js range name ${name}`, () => assert.ok(RANGE_NAMES.has(name)))
+    }
+
+    it('does not contain unicast, which would block every global address', () => {
+      assert.equal(RANGE_NAMES.has('unicast'), false)
+    })
+  })
+})

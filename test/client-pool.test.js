@@ -1,0 +1,169 @@
+'use strict'
+
+const assert = require('node:assert/strict')
+const net = require('node:net')
+const path = require('node:path')
+
+const { detectPoolShape } = require('../dist/lib/client-pool')
+const { bindHarakaOutbound } = require('../dist/lib/haraka-outbound')
+const { raceConnect } = require('../dist/lib/race')
+
+const HARAKA = {
+  '3.3.4': path.dirname(require.resolve('Haraka/package.json')),
+  '3.0.3': path.dirname(require.resolve('haraka30/package.json')),
+}
+const harakaRequire = (dir) => (name) => require(path.join(dir, name))
+
+// An SMTP-ish peer that greets at once and counts connections.
+async function greeter(host = '127.0.0.1') {
+  const server = net.createServer((s) => {
+    server.accepted++
+    s.on('error', () => {})
+    s.write('220 greeter ready\r\n')
+  })
+  server.accepted = 0
+  await new Promise((resolve) => server.listen({ host, port: 0 }, resolve))
+  return server
+}
+
+const target = (address, port) => ({
+  address,
+  family: address.includes(':') ? 'ipv6' : 'ipv4',
+  exchange: 'mx.pool.test',
+  preference: 10,
+  port,
+})
+
+const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+describe('client pool shape detection', function () {
+  it("reads Haraka 3.3.4's get_client(mx, cb) as the mx shape", function () {
+    assert.equal(detectPoolShape(require(path.join(HARAKA['3.3.4'], 'outbound/client_pool'))), 'mx')
+  })
+  it("reads Haraka 3.0.3's get_client(port, host, ...) as the legacy shape", function () {
+    assert.equal(detectPoolShape(require(path.join(HARAKA['3.0.3'], 'outbound/client_pool'))), 'legacy')
+  })
+  it('anything else is unknown', function () {
+    assert.equal(detectPoolShape(undefined), 'unknown')
+    assert.equal(detectPoolShape({}), 'unknown')
+    assert.equal(detectPoolShape({ get_client: (socketOpts, cb) => cb }), 'unknown')
+  })
+  it('an unknown pool leaves racing off with a reason, and keeps HarakaMx', function () {
+    const out = bindHarakaOutbound(
+      (name) => {
+        if (name === 'outbound/client_pool') return { get_client() {} }
+        return require(path.join(HARAKA['3.3.4'], name))
+      },
+      { onOutcome() {}, log() {} },
+    )
+    assert.equal(out.bridge, undefined)
+    assert.match(out.raceUnavailable, /unknown shape/)
+    assert.equal(typeof out.HarakaMx, 'function')
+  })
+})
+
+for (const version of Object.keys(HARAKA)) {
+  describe(`client pool bridge on Haraka ${version}`, function () {
+    const req = harakaRequire(HARAKA[version])
+    const pool = req('outbound/client_pool')
+    const original = pool.get_client
+    let out
+    let server
+    let outcomes
+    // Like hmail.js, listeners go on inside the callback, before any data may flow.
+    const getClient = (mx) =>
+      new Promise((resolve) => {
+        const cb = (err, socket) => {
+          const firstLine = socket && new Promise((r) => socket.once('line', (l) => r(String(l))))
+          resolve({ err, socket, firstLine })
+        }
+        if (version === '3.0.3') pool.get_client(mx.port, mx.exchange, mx.bind, false, cb)
+        else pool.get_client(mx, cb)
+      })
+
+    beforeEach(async function () {
+      outcomes = []
+      out = bindHarakaOutbound(req, { onOutcome: (t, o) => outcomes.push([t.address, o]), log() {} })
+      server = await greeter()
+    })
+
+    afterEach(async function () {
+      out.bridge?.uninstall()
+      server.closeAllConnections?.()
+      await new Promise((resolve) => server.close(resolve))
+    })
+
+    it('wraps get_client, and uninstall puts the original back', function () {
+      assert.ok(out.bridge, out.raceUnavailable)
+      assert.notEqual(pool.get_client, original)
+      out.bridge.uninstall()
+      assert.equal(pool.get_client, original)
+    })
+
+    it('hands the raced socket to Haraka with no second handshake and no greeting byte lost', async function () {
+      const { port } = server.address()
+      const t = target('127.0.0.1', port)
+      const race = await raceConnect([t], {
+        attemptDelayMs: 250,
+        groupDelayMs: 2000,
+        deadlineMs: 2000,
+        connect: (x) => out.bridge.connect(x),
+      })
+      out.bridge.hold(t, race.winner.socket)
+      await delay(100) // the greeting arrives while the socket is held
+      const { err, socket, firstLine } = await getClient({ exchange: '127.0.0.1', port })
+      assert.equal(err, null)
+      assert.equal(socket, race.winner.socket)
+      assert.equal(await firstLine, '220 greeter ready\r\n')
+      assert.equal(server.accepted, 1)
+      assert.equal(typeof socket.write, 'function')
+      assert.equal(typeof socket.upgrade, 'function', 'the socket cannot STARTTLS')
+      socket.destroy()
+    })
+
+    it("passes an address it did not plan to Haraka's own get_client unchanged", async function () {
+      const { port } = server.address()
+      const { err, socket } = await getClient({ exchange: '127.0.0.1', port })
+      assert.equal(err, null)
+      assert.ok(socket)
+      await delay(20)
+      assert.equal(server.accepted, 1)
+      assert.deepEqual(outcomes, [])
+      socket.destroy()
+    })
+
+    it("times Haraka's own connects to planned addresses for the health cache", async function () {
+      const dead = net.createServer()
+      await new Promise((resolve) => dead.listen({ host: '127.0.0.1', port: 0 }, resolve))
+      const deadPort = dead.address().port
+      await new Promise((resolve) => dead.close(resolve))
+      out.bridge.plan([target('127.0.0.1', deadPort)])
+      const { err } = await getClient({ exchange: '127.0.0.1', port: deadPort })
+      assert.ok(err)
+      assert.equal(outcomes.length, 1)
+      assert.equal(outcomes[0][1].ok, false)
+    })
+
+    it('closes a won socket that Haraka never asks for', async function () {
+      const { port } = server.address()
+      const short = bindHarakaOutbound(req, { onOutcome() {}, log() {} })
+      short.bridge.uninstall()
+      const { ClientPoolBridge } = require('../dist/lib/client-pool')
+      const bridge = new ClientPoolBridge({
+        pool: { get_client: pool.get_client },
+        createSocket: (o) => net.connect(o),
+        connectTimeoutS: () => 30,
+        onOutcome() {},
+        log() {},
+        holdMs: 50,
+      })
+      const socket = bridge.connect(target('127.0.0.1', port))
+      await new Promise((resolve) => socket.once('connect', resolve))
+      bridge.hold(target('127.0.0.1', port), socket)
+      assert.equal(bridge.heldCount, 1)
+      await delay(120)
+      assert.equal(bridge.heldCount, 0)
+      assert.equal(socket.destroyed, true)
+    })
+  })
+}

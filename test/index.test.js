@@ -1,0 +1,293 @@
+'use strict'
+
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+
+const fixtures = require('haraka-test-fixtures')
+const constants = require('haraka-constants')
+
+const ZONES = {
+  'seed.test': { mx: [{ preference: 10, exchange: 'mx.seed.test' }] },
+  'mx.seed.test': { aaaa: ['fe80::d250:99ff:feda:9100'], a: ['127.0.0.1'] },
+  'v6only.test': { mx: [{ preference: 10, exchange: 'mx.v6only.test' }] },
+  'mx.v6only.test': { aaaa: ['fe80::1'] },
+  'nullmx.test': { mx: [{ preference: 0, exchange: '.' }] },
+  'servfail.test': { rcode: 'SERVFAIL' },
+  'silent.test': { drop: true },
+  'implicit.test': { aaaa: ['::1'], a: ['127.0.0.2'] },
+  'two.test': {
+    mx: [
+      { preference: 20, exchange: 'backup.two.test' },
+      { preference: 10, exchange: 'main.two.test' },
+    ],
+  },
+  'main.two.test': { aaaa: ['::1'], a: ['127.0.0.10', '127.0.0.11'] },
+  'backup.two.test': { a: ['127.0.0.20'] },
+  'nohosts.test': { mx: [{ preference: 10, exchange: 'missing.nohosts.test' }] },
+  'hostfail.test': { mx: [{ preference: 10, exchange: 'mx.hostfail.test' }] },
+  'mx.hostfail.test': { rcode: 'SERVFAIL' },
+}
+
+function fakeHmail(domain) {
+  const lines = []
+  const log = (level) => (msg) => lines.push(`${level} ${msg}`)
+  const rcpt = { original: `<user@${domain}>` }
+  return {
+    todo: { domain, rcpt_to: [rcpt] },
+    notes: {},
+    lines,
+    rcpt,
+    loginfo: log('info'),
+    logwarn: log('warn'),
+    logerror: log('error'),
+    extend_rcpt_with_dsn(r, dsn) {
+      r.dsn_code = dsn.code
+      r.dsn_msg = dsn.msg
+      r.dsn_status = `${dsn.cls}.${dsn.sub}.${dsn.det}`
+    },
+  }
+}
+
+describe('get_mx hook (route_mx) against a DNS server on loopback', function () {
+  let dns
+  let plugin
+  let ini
+  let reload
+
+  before(async function () {
+    dns = await fixtures.dns.start(ZONES)
+  })
+  after(async function () {
+    await dns.close()
+  })
+
+  function load(overrides = {}) {
+    ini = {
+      dns: { servers: `127.0.0.1:${dns.port}`, timeout_ms: '300' },
+      filter: { allow: ['127.0.0.0/8', '::1/128'] },
+      ...overrides,
+    }
+    plugin = fixtures.makePlugin('happy-eyeballs', { register: false })
+    plugin.config.get = (name, type, cb) => {
+      assert.equal(name, 'happy_eyeballs.ini')
+      reload = cb
+      return ini
+    }
+    plugin.register()
+  }
+
+  function route(domain) {
+    const hmail = fakeHmail(domain)
+    return new Promise((resolve) => {
+      let calls = 0
+      plugin.route_mx(
+        (code, value) => {
+          calls++
+          setImmediate(() => resolve({ code, value, hmail, calls }))
+        },
+        hmail,
+        domain,
+      )
+    })
+  }
+
+  beforeEach(function () {
+    load()
+  })
+
+  it('registers get_mx at priority 50 so routing plugins answer first', function () {
+    const hooks = []
+    const p = fixtures.makePlugin('happy-eyeballs', { register: false })
+    p.config.get = () => ({})
+    p.register_hook = (hook, method, priority) => hooks.push([hook, method, priority])
+    p.register()
+    assert.deepEqual(hooks[0], ['get_mx', 'route_mx', 50])
+    assert.ok(hooks.some(([h]) => h === 'deferred'))
+    assert.ok(hooks.some(([h]) => h === 'bounce'))
+  })
+
+  it('an MX with a link-local AAAA and a good A answers only the A, as an IP literal', async function () {
+    const { code, value, hmail, calls } = await route('seed.test')
+    assert.equal(calls, 1)
+    assert.equal(code, constants.ok)
+    assert.deepEqual(
+      value.map((m) => [m.exchange, m.from_dns, m.port]),
+      [['127.0.0.1', 'mx.seed.test', 25]],
+    )
+    assert.match(hmail.lines.join('\n'), /filtered fe80::d250:99ff:feda:9100 of mx\.seed\.test: link-local/)
+  })
+
+  it('a v6-only MX whose only address is link-local defers, naming the address and why', async function () {
+    const { code, value, hmail } = await route('v6only.test')
+    assert.equal(code, constants.denysoft)
+    assert.match(value, /fe80::1 of mx\.v6only\.test: link-local/)
+    // the deferred hook then carries the reason and 4.4.4 to the recipients
+    const params = { delay: 60, err: 'Temporary MX lookup error for v6only.test' }
+    await new Promise((resolve) => plugin.explain_deferral(resolve, hmail, params))
+    assert.equal(hmail.rcpt.dsn_status, '4.4.4')
+    assert.match(params.err, /link-local/)
+  })
+
+  it('all_filtered=bounce bounces instead, with 5.4.4', async function () {
+    load({ ...ini, filter: { ...ini.filter, all_filtered: 'bounce' } })
+    const { code, hmail } = await route('v6only.test')
+    assert.equal(code, constants.deny)
+    await new Promise((resolve) => plugin.explain_bounce(resolve, hmail))
+    assert.equal(hmail.rcpt.dsn_status, '5.4.4')
+  })
+
+  it("a null MX answers Haraka's null-MX entry so Haraka bounces 5.1.10", async function () {
+    const { code, value } = await route('nullmx.test')
+    assert.equal(code, constants.ok)
+    assert.equal(value.exchange, '')
+    assert.equal(value.priority, 0)
+  })
+
+  it('NXDOMAIN bounces', async function () {
+    const { code, value } = await route('nowhere.test')
+    assert.equal(code, constants.deny)
+    assert.match(value, /NXDOMAIN/)
+  })
+
+  it('SERVFAIL defers with 4.4.3, never bounces', async function () {
+    const { code, hmail } = await route('servfail.test')
+    assert.equal(code, constants.denysoft)
+    await new Promise((resolve) => plugin.explain_deferral(resolve, hmail, {}))
+    assert.equal(hmail.rcpt.dsn_status, '4.4.3')
+  })
+
+  it('a DNS server that never answers defers within the DNS timeout', async function () {
+    const started = Date.now()
+    const { code, value } = await route('silent.test')
+    assert.equal(code, constants.denysoft)
+    assert.match(value, /ETIMEOUT/)
+    assert.ok(Date.now() - started < 5000)
+  })
+
+  it('a domain without MX is its own implicit MX (RFC 5321 §5.1), IPv6 first', async function () {
+    const { code, value } = await route('implicit.test')
+    assert.equal(code, constants.ok)
+    assert.deepEqual(
+      value.map((m) => [m.exchange, m.from_dns]),
+      [
+        ['::1', 'implicit.test'],
+        ['127.0.0.2', 'implicit.test'],
+      ],
+    )
+  })
+
+  it('MX preference groups come out in order, families interleaved inside a group', async function () {
+    const { value } = await route('two.test')
+    assert.deepEqual(
+      value.map((m) => m.exchange),
+      ['::1', '127.0.0.10', '127.0.0.11', '127.0.0.20'],
+    )
+    const priorities = value.map((m) => m.priority)
+    assert.deepEqual(
+      priorities,
+      [...priorities].sort((a, b) => a - b),
+      'priorities must keep the order',
+    )
+    assert.equal(new Set(priorities).size, priorities.length, 'Haraka 3.0 would shuffle equal priorities')
+  })
+
+  it('prefer=ipv4 leads each group with IPv4', async function () {
+    load({ ...ini, main: { prefer: 'ipv4' } })
+    const { value } = await route('two.test')
+    assert.deepEqual(
+      value.map((m) => m.exchange),
+      ['127.0.0.10', '::1', '127.0.0.11', '127.0.0.20'],
+    )
+  })
+
+  it('per-family bind addresses go on each entry', async function () {
+    load({ ...ini, bind: { ipv4: '127.0.0.1', ipv6: '::1' } })
+    const { value } = await route('two.test')
+    assert.deepEqual(
+      value.map((m) => m.bind),
+      ['::1', '127.0.0.1', '127.0.0.1', '127.0.0.1'],
+    )
+  })
+
+  it('an MX host without address records defers with 4.4.4', async function () {
+    const { code, value } = await route('nohosts.test')
+    assert.equal(code, constants.denysoft)
+    assert.match(value, /no address records/)
+  })
+
+  it('an MX host whose lookups fail defers as a DNS problem (4.4.3)', async function () {
+    const { code, hmail } = await route('hostfail.test')
+    assert.equal(code, constants.denysoft)
+    await new Promise((resolve) => plugin.explain_deferral(resolve, hmail, {}))
+    assert.equal(hmail.rcpt.dsn_status, '4.4.3')
+  })
+
+  it('enabled=false answers nothing, leaving the domain to Haraka', async function () {
+    load({ ...ini, main: { enabled: 'false' } })
+    const { code, value, calls } = await route('seed.test')
+    assert.equal(calls, 1)
+    assert.equal(code, undefined)
+    assert.equal(value, undefined)
+  })
+
+  it('a config reload changes the next answer without a restart', async function () {
+    ini = { ...ini, main: { prefer: 'ipv4' } }
+    reload()
+    const { value } = await route('implicit.test')
+    assert.equal(value[0].exchange, '127.0.0.2')
+  })
+
+  it('a bad config value is logged by name and the default used', function () {
+    const warnings = []
+    const p = fixtures.makePlugin('happy-eyeballs', { register: false })
+    p.config.get = () => ({ main: { port: 'twenty-five' }, race: { attempt_delay_ms: '-5' } })
+    p.logwarn = (msg) => warnings.push(msg)
+    p.register()
+    assert.ok(warnings.some((w) => /\[main\] port="twenty-five".*using 25/.test(w)))
+    assert.ok(warnings.some((w) => /\[race\] attempt_delay_ms="-5".*using 250/.test(w)))
+    assert.equal(p.happy_eyeballs.settings.port, 25)
+  })
+
+  it('an internal error answers CONT exactly once so Haraka delivers on its own', async function () {
+    plugin.happy_eyeballs.dns = {
+      resolveMx() {
+        throw new Error('resolver exploded')
+      },
+    }
+    const { code, calls, hmail } = await route('seed.test')
+    assert.equal(calls, 1)
+    assert.equal(code, undefined)
+    assert.match(hmail.lines.join('\n'), /internal error.*resolver exploded/)
+  })
+
+  it('the shipped happy_eyeballs.ini loads through Haraka config with no problem reported', function () {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'he-config-'))
+    try {
+      fs.mkdirSync(path.join(dir, 'config'))
+      fs.copyFileSync(
+        path.join(__dirname, '..', 'config', 'happy_eyeballs.ini'),
+        path.join(dir, 'config', 'happy_eyeballs.ini'),
+      )
+      fs.appendFileSync(
+        path.join(dir, 'config', 'happy_eyeballs.ini'),
+        '\n[filter]\nallow[]=10.1.2.0/24\nallow[]=fd00:1::/64\n',
+      )
+      const warnings = []
+      const p = fixtures.makePlugin('happy-eyeballs', { register: false, configDir: dir })
+      p.logwarn = (msg) => warnings.push(msg)
+      p.register()
+      assert.deepEqual(
+        warnings.filter((w) => /happy_eyeballs\.ini/.test(w)),
+        [],
+      )
+      assert.deepEqual(
+        p.happy_eyeballs.settings.filter.policy.allow.map((c) => c.text),
+        ['10.1.2.0/24', 'fd00:1::/64'],
+      )
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})

@@ -1,0 +1,250 @@
+'use strict'
+
+const assert = require('node:assert/strict')
+const { EventEmitter } = require('node:events')
+const net = require('node:net')
+
+const FakeTimers = require('@sinonjs/fake-timers')
+
+const { raceConnect, describeTimeline, describeFailures } = require('../dist/lib/race')
+const { startBlackHole } = require('./e2e/harness')
+
+function target(address, preference = 10, port = 25) {
+  return { address, family: address.includes(':') ? 'ipv6' : 'ipv4', exchange: 'mx.test', preference, port }
+}
+
+// A socket whose fate the test decides: connect, fail, or never answer.
+class FakeSocket extends EventEmitter {
+  constructor(t) {
+    super()
+    this.target = t
+    this.destroyed = false
+  }
+  destroy() {
+    this.destroyed = true
+  }
+}
+
+describe('raceConnect with a fake clock', function () {
+  let clock
+  let sockets
+  let script
+
+  // script: address → { at: ms, event: 'connect' | 'error', code } (no entry: never answers)
+  const connect = (t) => {
+    const step = script[t.address]
+    if (step?.throws) throw new Error(step.throws)
+    const s = new FakeSocket(t)
+    sockets.push(s)
+    if (step)
+      setTimeout(() => {
+        if (s.destroyed) return
+        if (step.event === 'connect') s.emit('connect')
+        else s.emit('error', Object.assign(new Error(step.code), { code: step.code, syscall: 'connect' }))
+      }, step.at)
+    return s
+  }
+
+  const race = (targets, opts = {}) =>
+    raceConnect(targets, {
+      attemptDelayMs: 250,
+      groupDelayMs: 2000,
+      deadlineMs: 15000,
+      connect,
+      now: () => clock.now,
+      ...opts,
+    })
+
+  beforeEach(function () {
+    clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout'] })
+    sockets = []
+    script = {}
+  })
+
+  afterEach(function () {
+    assert.equal(clock.countTimers(), 0, 'the race left a timer behind')
+    clock.uninstall()
+  })
+
+  it('a first address that connects at once wins and no second attempt starts', async function () {
+    script = { '2001:db8::1': { at: 5, event: 'connect' } }
+    const p = race([target('2001:db8::1'), target('192.0.2.1')])
+    await clock.tickAsync(5)
+    const r = await p
+    assert.equal(r.winner.index, 0)
+    assert.equal(sockets.length, 1)
+    assert.equal(r.attempts.length, 1)
+  })
+
+  it('an address with no answer lets the next start after the attempt delay, and loses to it', async function () {
+    script = { '192.0.2.1': { at: 3, event: 'connect' } }
+    const p = race([target('2001:db8::1'), target('192.0.2.1')])
+    await clock.tickAsync(249)
+    assert.equal(sockets.length, 1, 'second attempt started before the attempt delay')
+    await clock.tickAsync(1)
+    assert.equal(sockets.length, 2)
+    await clock.tickAsync(3)
+    const r = await p
+    assert.equal(r.winner.target.address, '192.0.2.1')
+    assert.equal(r.attempts[1].startMs, 250)
+    assert.equal(r.attempts[0].outcome, 'cancelled')
+    assert.equal(sockets[0].destroyed, true, 'the loser was not destroyed')
+    assert.equal(sockets[1].destroyed, false, 'the winner was destroyed')
+  })
+
+  it('a fast failure starts the next address at once', async function () {
+    script = {
+      'fe80::1': { at: 1, event: 'error', code: 'EINVAL' },
+      '192.0.2.1': { at: 2, event: 'connect' },
+    }
+    const p = race([target('fe80::1'), target('192.0.2.1')])
+    await clock.tickAsync(3)
+    const r = await p
+    assert.equal(r.winner.target.address, '192.0.2.1')
+    assert.equal(r.attempts[1].startMs, 1)
+    assert.equal(r.attempts[0].error, 'connect EINVAL')
+  })
+
+  it('an earlier attempt keeps running and may still win after the next one started', async function () {
+    script = { '2001:db8::1': { at: 300, event: 'connect' } }
+    const p = race([target('2001:db8::1'), target('192.0.2.1')])
+    await clock.tickAsync(300)
+    const r = await p
+    assert.equal(r.winner.index, 0)
+    assert.equal(r.attempts[1].outcome, 'cancelled')
+    assert.equal(sockets[1].destroyed, true)
+  })
+
+  it('a lower-preference group waits for the group delay while the current group is still trying', async function () {
+    script = { '192.0.2.20': { at: 1, event: 'connect' } }
+    const p = race([target('2001:db8::10', 10), target('192.0.2.20', 20)])
+    await clock.tickAsync(1999)
+    assert.equal(sockets.length, 1, 'the backup MX started before the group delay')
+    await clock.tickAsync(2)
+    const r = await p
+    assert.equal(r.winner.target.address, '192.0.2.20')
+    assert.equal(r.attempts[1].startMs, 2000)
+  })
+
+  it('a lower-preference group starts at once when every address of the current group failed', async function () {
+    script = {
+      '2001:db8::10': { at: 4, event: 'error', code: 'ECONNREFUSED' },
+      '192.0.2.20': { at: 1, event: 'connect' },
+    }
+    const p = race([target('2001:db8::10', 10), target('192.0.2.20', 20)])
+    await clock.tickAsync(5)
+    const r = await p
+    assert.equal(r.attempts[1].startMs, 4)
+    assert.equal(r.winner.target.address, '192.0.2.20')
+  })
+
+  it('when nothing answers by the deadline every attempt is timed out and destroyed', async function () {
+    const p = race([target('2001:db8::1'), target('192.0.2.1')], { deadlineMs: 1000 })
+    await clock.tickAsync(1000)
+    const r = await p
+    assert.equal(r.winner, undefined)
+    assert.deepEqual(
+      r.attempts.map((a) => [a.outcome, a.error]),
+      [
+        ['timed out', 'no answer in 1000 ms'],
+        ['timed out', 'no answer in 750 ms'],
+      ],
+    )
+    assert.ok(sockets.every((s) => s.destroyed))
+    assert.match(describeFailures(r), /2001:db8::1: no answer in 1000 ms; 192\.0\.2\.1: no answer in 750 ms/)
+  })
+
+  it('when every address fails the race ends before the deadline with each error', async function () {
+    script = {
+      'fe80::1': { at: 1, event: 'error', code: 'EINVAL' },
+      '192.0.2.1': { at: 2, event: 'error', code: 'ECONNREFUSED' },
+    }
+    const p = race([target('fe80::1'), target('192.0.2.1')])
+    await clock.tickAsync(3)
+    const r = await p
+    assert.equal(r.winner, undefined)
+    assert.equal(describeFailures(r), 'fe80::1: connect EINVAL; 192.0.2.1: connect ECONNREFUSED')
+  })
+
+  it('a connect function that throws counts as a failed attempt', async function () {
+    script = { 'fe80::1': { throws: 'boom' }, '192.0.2.1': { at: 1, event: 'connect' } }
+    const p = race([target('fe80::1'), target('192.0.2.1')])
+    await clock.tickAsync(2)
+    const r = await p
+    assert.equal(r.attempts[0].outcome, 'failed')
+    assert.equal(r.attempts[0].error, 'boom')
+    assert.equal(r.winner.target.address, '192.0.2.1')
+  })
+
+  it('the timeline names each attempt, its start offset and outcome', async function () {
+    script = { '192.0.2.1': { at: 3, event: 'connect' } }
+    const p = race([target('2001:db8::1'), target('192.0.2.1')])
+    await clock.tickAsync(253)
+    assert.equal(
+      describeTimeline(await p),
+      '+0ms [2001:db8::1]:25 cancelled after 253 ms; +250ms 192.0.2.1:25 connected after 3 ms',
+    )
+  })
+})
+
+describe('raceConnect with real sockets on loopback', function () {
+  const opened = []
+  const closers = []
+
+  const connect = (t) => {
+    const s = net.connect({ host: t.address, port: t.port })
+    opened.push(s)
+    return s
+  }
+  const race = (targets, opts = {}) =>
+    raceConnect(targets, { attemptDelayMs: 250, groupDelayMs: 2000, deadlineMs: 5000, connect, ...opts })
+
+  async function listener(host) {
+    const server = net.createServer((s) => s.destroy())
+    await new Promise((resolve) => server.listen({ host, port: 0 }, resolve))
+    closers.push(() => new Promise((resolve) => server.close(resolve)))
+    return server.address().port
+  }
+
+  async function closedPort(host) {
+    const server = net.createServer()
+    await new Promise((resolve) => server.listen({ host, port: 0 }, resolve))
+    const { port } = server.address()
+    await new Promise((resolve) => server.close(resolve))
+    return port
+  }
+
+  afterEach(async function () {
+    for (const s of opened.splice(0)) s.destroy()
+    for (const close of closers.splice(0)) await close()
+  })
+
+  it('a refused IPv6 address hands over to IPv4 at once', async function () {
+    const port = await listener('127.0.0.1')
+    const dead = await closedPort('::1')
+    const r = await race([target('::1', 10, dead), target('127.0.0.1', 10, port)])
+    assert.equal(r.attempts[0].error, 'connect ECONNREFUSED')
+    assert.ok(r.attempts[1].startMs < 250, `next attempt waited ${r.attempts[1].startMs} ms`)
+    assert.equal(r.winner.target.address, '127.0.0.1')
+  })
+
+  it('a link-local address without a zone fails with EINVAL and sends nothing', async function () {
+    const port = await listener('127.0.0.1')
+    const r = await race([target('fe80::d250:99ff:feda:9100', 10, port), target('127.0.0.1', 10, port)])
+    assert.equal(r.attempts[0].error, 'connect EINVAL')
+    assert.equal(r.winner.target.address, '127.0.0.1')
+  })
+
+  it('a black-holed IPv6 address costs one attempt delay, and its socket is destroyed', async function () {
+    const hole = await startBlackHole({ host: '::1' })
+    closers.push(() => hole.close())
+    const port = await listener('127.0.0.1')
+    const r = await race([target('::1', 10, hole.port), target('127.0.0.1', 10, port)])
+    assert.equal(r.winner.target.address, '127.0.0.1')
+    assert.equal(r.attempts[0].outcome, 'cancelled')
+    assert.ok(r.attempts[1].startMs >= 250 && r.attempts[1].startMs < 1000)
+    const loser = opened.find((s) => s !== r.winner.socket)
+    assert.equal(loser.destroyed, true)
+    r.winner.socket.destroy()
+  })
+})
