@@ -107,6 +107,17 @@ export function normalizeAddressText(text: string): string {
   return net.isIP(s) ? s : ''
 }
 
+/**
+ * `::1.2.3.4` → `::102:304`. ipaddr.js reads any IPv6 address with a dotted tail as
+ * IPv4-mapped (`::8.8.8.8` would become `::ffff:8.8.8.8`), so the tail is rewritten first.
+ */
+function dottedTailToHex(text: string): string {
+  const m = /^(.*:)(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text)
+  if (!m) return text
+  const [a, b, c, d] = m.slice(2).map(Number)
+  return `${m[1]}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`
+}
+
 /** Parses `a.b.c.d/n`, `x::/n` or a bare address; null when it is neither. */
 export function parseCidr(text: string): Cidr | null {
   const t = String(text).trim().toLowerCase()
@@ -114,12 +125,12 @@ export function parseCidr(text: string): Cidr | null {
   const addr = slash < 0 ? t : t.slice(0, slash)
   if (!net.isIP(addr)) return null
   if (slash < 0) {
-    const ip = ipaddr.parse(addr)
+    const ip = ipaddr.parse(dottedTailToHex(addr))
     return { text: t, range: [ip, ip.kind() === 'ipv4' ? 32 : 128] }
   }
   if (!/^\d{1,3}$/.test(t.slice(slash + 1))) return null
   try {
-    return { text: t, range: ipaddr.parseCIDR(t) }
+    return { text: t, range: ipaddr.parseCIDR(`${dottedTailToHex(addr)}${t.slice(slash)}`) }
   } catch {
     return null
   }
@@ -138,7 +149,7 @@ export function classifyAddress(text: string, policy: FilterPolicy = DEFAULT_POL
   const input = normalizeAddressText(text)
   if (!input) return { routable: false, input: String(text), reason: 'not an IP address' }
 
-  const parsed = ipaddr.parse(input)
+  const parsed = ipaddr.parse(dottedTailToHex(input))
   let judged: IP = parsed
   let target: IP = parsed
   let via = ''

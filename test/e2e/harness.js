@@ -91,7 +91,8 @@ async function selfSignedCert() {
           '/CN=sink.test',
         ],
         { timeout: 20000 },
-        (err, stdout, stderr) => (err ? reject(new Error(`openssl failed: ${err.message} ${stderr}`)) : resolve()),
+        (err, stdout, stderr) =>
+          err ? reject(new Error(`openssl failed: ${err.message} ${stderr}`)) : resolve(),
       )
     })
     tlsMaterial = { key: await fsp.readFile(keyFile, 'utf8'), cert: await fsp.readFile(certFile, 'utf8') }
@@ -118,8 +119,8 @@ function freePort(host = '127.0.0.1') {
 }
 
 /**
- * Resolves once `check()` is true, re-checked whenever `emitter` is poked via the returned
- * `poke`, or rejects after timeoutMs.
+ * A set of pending waits: wait(check) resolves with check()'s first truthy value, re-checked on
+ * every poke(), or rejects after timeoutMs; failAll() rejects every pending wait.
  */
 function makeWaiters() {
   const waiters = new Set()
@@ -240,7 +241,7 @@ async function startSink({ host = '127.0.0.1', port = 0, starttls = false, greet
     const onError = (err) => {
       reject2(
         err.code === 'EADDRINUSE'
-          ? new Error(`sink: ${host}:${port} is already in use by another process`)
+          ? new Error(`sink: ${host}:${port} is already in use`)
           : new Error(`sink: cannot listen on ${host}:${port}: ${err.message}`),
       )
     }
@@ -298,9 +299,11 @@ select.select([sys.stdin], [], [], limit)
  */
 function startBlackHole({ host = '::1', port = 0 } = {}) {
   const fill = 3
-  const child = spawn('python3', ['-c', BLACK_HOLE_PY, host, String(port), String(fill), String(BLACK_HOLE_MAX_MS / 1000)], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  })
+  const child = spawn(
+    'python3',
+    ['-c', BLACK_HOLE_PY, host, String(port), String(fill), String(BLACK_HOLE_MAX_MS / 1000)],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  )
   let stderr = ''
   let exited = child.exitCode !== null
   const exitPromise = new Promise((resolve) => {
@@ -319,7 +322,12 @@ function startBlackHole({ host = '::1', port = 0 } = {}) {
         if (!exited) {
           child.stdin.end()
           const t = setTimeout(() => {
-            if (!exited) process.kill(child.pid, 'SIGKILL')
+            if (exited) return
+            try {
+              process.kill(child.pid, 'SIGKILL')
+            } catch {
+              // already gone
+            }
           }, 2000)
           await exitPromise
           clearTimeout(t)
@@ -392,11 +400,34 @@ exports.hook_mail = function (next, connection) {
 }
 
 /**
+ * The plugin's own resolver uses the system's DNS servers when `[dns] servers` is empty, which
+ * would send queries off this machine. Append a `[dns]` section pointing it at the test DNS
+ * (a repeated section merges, the later key wins) unless the text already names servers, which
+ * must then all be on loopback.
+ */
+function pluginDnsOnLoopback(ini, dnsPort) {
+  const named = [...ini.matchAll(/^\s*servers\s*=\s*(\S.*?)\s*$/gm)].map((m) => m[1])
+  if (!named.length)
+    return `${ini}${ini && !ini.endsWith('\n') ? '\n' : ''}\n[dns]\nservers=127.0.0.1:${dnsPort}\n`
+  for (const list of named) {
+    for (const server of list.split(/\s*,\s*/)) {
+      const host = server.replace(/^\[([^\]]+)\](?::\d+)?$/, '$1').replace(/^([\d.]+):\d+$/, '$1')
+      if (!/^127\./.test(host) && host !== '::1') {
+        throw new Error(`happy_eyeballs.ini: DNS server ${server} is not on loopback`)
+      }
+    }
+  }
+  return ini
+}
+
+/**
  * Starts a real Haraka process in a fresh temp dir, listening on 127.0.0.1:<free port>.
  * @param {{version?: string, dnsPort: number, plugins?: string[], outbound?: object,
  *   files?: Object<string, string>}} opts  `outbound` overrides outbound.ini key by key (a key set
  *   to undefined is left out, so Haraka's own default applies); `files` are written verbatim into
- *   config/ last (so they may replace any generated file).
+ *   config/ last (so they may replace any generated file). With 'happy-eyeballs' in `plugins`,
+ *   the repo is linked in as node_modules/haraka-plugin-happy-eyeballs and happy_eyeballs.ini
+ *   gets `[dns] servers=127.0.0.1:<dnsPort>` unless it names (loopback) servers itself.
  * @returns {Promise<{dir: string, port: number, pid: number, version: string, log: () => string,
  *   logLength: () => number, waitForLog: (re: RegExp, timeoutMs?: number, opts?: {from?: number})
  *   => Promise<RegExpExecArray>, stop: () => Promise<void>}>}
@@ -408,7 +439,7 @@ async function startHaraka({ version = '3.3.4', dnsPort, plugins = [], outbound 
 
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), `he-e2e-haraka-${version}-`))
   let child = null
-  let port = 0
+  let port
   try {
     port = await freePort()
     const cfg = path.join(dir, 'config')
@@ -438,7 +469,11 @@ async function startHaraka({ version = '3.3.4', dnsPort, plugins = [], outbound 
       await fsp.mkdir(path.join(dir, 'node_modules'))
       await fsp.symlink(REPO_ROOT, path.join(dir, 'node_modules', 'haraka-plugin-happy-eyeballs'), 'dir')
     }
-    for (const [name, text] of Object.entries(files)) await write(name, text)
+    const extra = { ...files }
+    if (plugins.includes('happy-eyeballs')) {
+      extra['happy_eyeballs.ini'] = pluginDnsOnLoopback(extra['happy_eyeballs.ini'] || '', dnsPort)
+    }
+    for (const [name, text] of Object.entries(extra)) await write(name, text)
 
     const env = { ...process.env }
     delete env.HARAKA
@@ -459,16 +494,20 @@ async function startHaraka({ version = '3.3.4', dnsPort, plugins = [], outbound 
   let exited = false
   let exitInfo = null
   const waiters = makeWaiters()
+  let markExited
   const exitPromise = new Promise((resolve) => {
-    child.once('exit', (code, signal) => {
+    markExited = (info, why) => {
+      if (exited) return
       exited = true
-      exitInfo = { code, signal }
-      waiters.failAll(new Error(`Haraka ${version} exited (${code ?? signal}); log tail:\n${tail(log)}`))
+      exitInfo = info
+      waiters.failAll(new Error(`Haraka ${version} ${why}; log tail:\n${tail(log)}`))
       resolve()
-    })
+    }
   })
+  child.once('exit', (code, signal) => markExited({ code, signal }, `exited (${code ?? signal})`))
   child.once('error', (err) => {
     log += `\n[harness] spawn error: ${err.message}\n`
+    if (child.pid === undefined) markExited({ code: null, signal: null, error: err }, 'could not be started')
   })
   const onData = (d) => {
     log += d
@@ -536,7 +575,9 @@ async function startHaraka({ version = '3.3.4', dnsPort, plugins = [], outbound 
     await haraka.waitForLog(LISTENING_RE(port), 20000)
   } catch (err) {
     await haraka.stop()
-    throw new Error(`Haraka ${version} did not start listening on 127.0.0.1:${port}: ${err.message}`)
+    throw new Error(`Haraka ${version} did not start listening on 127.0.0.1:${port}: ${err.message}`, {
+      cause: err,
+    })
   }
   return haraka
 }

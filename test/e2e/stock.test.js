@@ -93,7 +93,7 @@ describe('stock Haraka on an MX with a link-local AAAA and a loopback A', functi
       const probe = await startSink({ host: '127.0.0.1', port: 25 })
       await probe.close()
     } catch (err) {
-      throw new Error(`these tests need 127.0.0.1:25 free for the SMTP sink: ${err.message}`)
+      throw new Error(`these tests need 127.0.0.1:25 free for the SMTP sink: ${err.message}`, { cause: err })
     }
     dns = await fixtures.dns.start(SEED_ZONES)
   })

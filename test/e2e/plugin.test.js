@@ -1,0 +1,143 @@
+'use strict'
+
+// The plugin inside real Haraka processes (3.3.4 and 3.0.3): the seed case, a black-holed
+// IPv6 path, STARTTLS over a raced socket, the health cache, and an MX where nothing answers.
+
+const assert = require('node:assert/strict')
+const net = require('node:net')
+
+const fixtures = require('haraka-test-fixtures')
+
+const { startSink, startBlackHole, startHaraka, sendMail, waitForOutcome, queuedUuid, freePort } = require('./harness')
+
+const LINK_LOCAL = 'fe80::d250:99ff:feda:9100'
+
+// Haraka 3.3.x skips loopback MX addresses unless local_mx_ok=true; 3.0.x only checks MX
+// host names it resolved itself, so the plugin's IP literals pass with its default.
+const OUTBOUND = {
+  '3.3.4': { local_mx_ok: true, connect_timeout: 30 },
+  '3.0.3': { local_mx_ok: undefined, connect_timeout: 30 },
+}
+
+async function closedPort(host) {
+  const server = net.createServer()
+  await new Promise((resolve) => server.listen({ host, port: 0 }, resolve))
+  const { port } = server.address()
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+for (const version of ['3.3.4', '3.0.3']) {
+  describe(`Haraka ${version} with happy-eyeballs`, function () {
+    this.timeout(60000)
+
+    let dns = null
+    const cleanup = []
+
+    before(async function () {
+      dns = await fixtures.dns.start({})
+    })
+    after(async function () {
+      await dns.close()
+    })
+    afterEach(async function () {
+      for (const stop of cleanup.splice(0).reverse()) await stop()
+      dns.clearZones()
+    })
+
+    async function haraka({ ini = '', outbound = {} } = {}) {
+      const h = await startHaraka({
+        version,
+        dnsPort: dns.port,
+        plugins: ['happy-eyeballs'],
+        outbound: { ...OUTBOUND[version], ...outbound },
+        files: { 'happy_eyeballs.ini': `[filter]\nallow[]=127.0.0.0/8\nallow[]=::1/128\n${ini}` },
+      })
+      cleanup.push(() => h.stop())
+      return h
+    }
+
+    async function send(h, to) {
+      const from = h.logLength()
+      const started = Date.now()
+      const info = await sendMail({ port: h.port, to })
+      const outcome = await waitForOutcome(h, 45000, { from, uuid: queuedUuid(info) })
+      return { outcome, from, ms: Date.now() - started, log: () => h.log().slice(from) }
+    }
+
+    async function sink(opts) {
+      const s = await startSink(opts)
+      cleanup.push(() => s.close())
+      return s
+    }
+
+    it('delivers the seed case (link-local AAAA + A) over A without connecting to fe80::', async function () {
+      dns.setZone('seed.test', { mx: [{ preference: 10, exchange: 'mx.seed.test' }] })
+      dns.setZone('mx.seed.test', { aaaa: [LINK_LOCAL], a: ['127.0.0.1'] })
+      const s = await sink({ host: '127.0.0.1', port: await freePort() })
+      const h = await haraka({ ini: `[main]\nport=${s.port}\n` })
+
+      const { outcome, log } = await send(h, 'rcpt@seed.test')
+      assert.equal(outcome.kind, 'delivered', outcome.line)
+      assert.equal(outcome.ip, '127.0.0.1')
+      assert.match(log(), new RegExp(`filtered ${LINK_LOCAL} of mx\\.seed\\.test: link-local`))
+      assert.doesNotMatch(log(), /Failed to get socket|EINVAL/)
+      const [msg] = await s.waitForMessages(1, 5000)
+      assert.deepEqual(msg.to, ['rcpt@seed.test'])
+      assert.equal(s.connections, 1)
+    })
+
+    it('delivers over IPv4 within a second when the AAAA is a black hole, and says so', async function () {
+      const hole = await startBlackHole({ host: '::1' })
+      cleanup.push(() => hole.close())
+      const s = await sink({ host: '127.0.0.1', port: hole.port })
+      dns.setZone('hole.test', { mx: [{ preference: 10, exchange: 'mx.hole.test' }] })
+      dns.setZone('mx.hole.test', { aaaa: ['::1'], a: ['127.0.0.1'] })
+      const h = await haraka({ ini: `[main]\nport=${hole.port}\n` })
+
+      const first = await send(h, 'rcpt@hole.test')
+      assert.equal(first.outcome.kind, 'delivered', first.outcome.line)
+      assert.equal(first.outcome.ip, '127.0.0.1')
+      assert.ok(first.ms < 5000, `took ${first.ms} ms`)
+      assert.match(
+        first.log(),
+        /race \+0ms \[::1\]:\d+ cancelled after \d+ ms; \+2\d\dms 127\.0\.0\.1:\d+ connected after \d+ ms; winner 127\.0\.0\.1/,
+      )
+      assert.equal(s.connections, 1, 'the raced socket must be the one delivered on')
+
+      // The health cache puts IPv4 first for the next message: no attempt on ::1 at all.
+      const second = await send(h, 'rcpt@hole.test')
+      assert.equal(second.outcome.kind, 'delivered', second.outcome.line)
+      assert.match(second.log(), /plan for hole\.test: try mx\.hole\.test 127\.0\.0\.1, mx\.hole\.test \[::1\]/)
+      assert.match(second.log(), /race \+0ms 127\.0\.0\.1:\d+ connected after \d+ ms; winner 127\.0\.0\.1/)
+      await s.waitForMessages(2, 5000)
+    })
+
+    it('STARTTLS still works on a raced socket', async function () {
+      const s = await sink({ host: '127.0.0.1', port: await freePort(), starttls: true })
+      dns.setZone('tls.test', { mx: [{ preference: 10, exchange: 'mx.tls.test' }] })
+      dns.setZone('mx.tls.test', { aaaa: [LINK_LOCAL], a: ['127.0.0.1'] })
+      const h = await haraka({ ini: `[main]\nport=${s.port}\n`, outbound: { enable_tls: true } })
+
+      const { outcome, log } = await send(h, 'rcpt@tls.test')
+      assert.equal(outcome.kind, 'delivered', outcome.line)
+      assert.match(log(), /winner 127\.0\.0\.1/)
+      const [msg] = await s.waitForMessages(1, 5000)
+      assert.equal(msg.secure, true, 'the message did not travel over TLS')
+      assert.equal(s.connections, 1)
+    })
+
+    it('defers with every address and its error when nothing answers, not "Tried all MXs"', async function () {
+      const port = await closedPort('127.0.0.1')
+      dns.setZone('dead.test', { mx: [{ preference: 10, exchange: 'mx.dead.test' }] })
+      dns.setZone('mx.dead.test', { aaaa: ['::1', LINK_LOCAL], a: ['127.0.0.1'] })
+      const h = await haraka({ ini: `[main]\nport=${port}\n` })
+
+      const { outcome } = await send(h, 'rcpt@dead.test')
+      assert.equal(outcome.kind, 'deferred', outcome.line)
+      assert.match(outcome.err, /no MX address of dead\.test answered/)
+      assert.match(outcome.err, /::1: connect ECONNREFUSED; 127\.0\.0\.1: connect ECONNREFUSED/)
+      assert.doesNotMatch(outcome.err, /Tried all MXs/)
+    })
+  })
+}
