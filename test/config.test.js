@@ -1,0 +1,615 @@
+'use strict'
+
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const path = require('node:path')
+
+const { parseSettings, defaultSettings, isDnsServer } = require('../dist/lib/config')
+
+const SHIPPED_INI = path.join(__dirname, '..', 'config', 'happy_eyeballs.ini')
+
+// Just enough of Haraka's ini format: [section], key=value, key[]=value, ; and # comments,
+// keys above the first section in `main`, whole numbers as numbers. Null-prototype objects,
+// as haraka-config builds them.
+function readIni(text) {
+  const ini = Object.create(null)
+  ini.main = Object.create(null)
+  let section = ini.main
+  for (const raw of text.split(/\r\n|\r|\n/)) {
+    const line = raw.trim()
+    if (!line || line.startsWith(';') || line.startsWith('#')) continue
+    const sect = /^\[([^\]]*)\]$/.exec(line)
+    if (sect) {
+      const name = sect[1].trim()
+      if (!Object.prototype.hasOwnProperty.call(ini, name)) ini[name] = Object.create(null)
+      section = ini[name]
+      continue
+    }
+    const m = /^([^=]+?)\s*(?:=\s*(.*))?$/.exec(line)
+    if (!m) continue
+    const value = m[2] === undefined ? '' : /^-?\d+$/.test(m[2]) ? parseInt(m[2], 10) : m[2]
+    if (m[1].endsWith('[]')) {
+      const key = m[1].slice(0, -2)
+      if (!Array.isArray(section[key])) section[key] = []
+      section[key].push(value)
+    } else {
+      section[m[1]] = value
+    }
+  }
+  return ini
+}
+
+// The settings as plain data, so Sets and parsed CIDRs compare by content.
+function plain(settings) {
+  const p = settings.filter.policy
+  return {
+    ...settings,
+    filter: {
+      allFiltered: settings.filter.allFiltered,
+      allow: p.allow.map((c) => c.text),
+      blockCidrs: p.blockCidrs.map((c) => c.text),
+      blockRanges: [...p.blockRanges].sort(),
+    },
+  }
+}
+
+const DEFAULTS = plain(defaultSettings())
+
+function parse(raw) {
+  let result
+  assert.doesNotThrow(
+    () => {
+      result = parseSettings(raw)
+    },
+    `parseSettings(${String(JSON.stringify(raw)).slice(0, 80)}) threw`,
+  )
+  return { settings: plain(result.settings), problems: result.problems }
+}
+
+describe('config', () => {
+  describe('defaults', () => {
+    it('defaultSettings holds the documented defaults', () => {
+      assert.deepEqual(DEFAULTS, {
+        enabled: true,
+        prefer: 'ipv6',
+        firstFamilyCount: 1,
+        port: 25,
+        maxAddresses: 16,
+        dns: { servers: [], timeoutMs: 5000 },
+        filter: { allFiltered: 'defer', allow: [], blockCidrs: [], blockRanges: [] },
+        bind: {},
+        race: { enabled: true, attemptDelayMs: 250, groupDelayMs: 2000, deadlineMs: 15000 },
+        cache: { ttlS: 600, maxEntries: 10000 },
+      })
+    })
+
+    it('defaultSettings returns a fresh object each call, so callers cannot change the defaults', () => {
+      const a = defaultSettings()
+      a.dns.servers.push('192.0.2.53')
+      a.filter.policy.blockRanges.add('private')
+      assert.deepEqual(plain(defaultSettings()), DEFAULTS)
+    })
+
+    it('undefined gives the defaults and no problems', () => {
+      assert.deepEqual(parse(undefined), { settings: DEFAULTS, problems: [] })
+    })
+
+    it('null gives the defaults and no problems', () => {
+      assert.deepEqual(parse(null), { settings: DEFAULTS, problems: [] })
+    })
+
+    it('{} gives the defaults and no problems', () => {
+      assert.deepEqual(parse({}), { settings: DEFAULTS, problems: [] })
+    })
+
+    it('a non-object (string, number) gives the defaults', () => {
+      for (const raw of ['port=26', 42, true]) assert.deepEqual(parse(raw).settings, DEFAULTS)
+    })
+
+    it('the shipped config/happy_eyeballs.ini parses to exactly the defaults with no problems', () => {
+      const raw = readIni(fs.readFileSync(SHIPPED_INI, 'utf8'))
+      assert.deepEqual(Object.keys(raw).sort(), ['bind', 'cache', 'dns', 'filter', 'main', 'race'])
+      assert.deepEqual(parse(raw), { settings: DEFAULTS, problems: [] })
+    })
+
+    it('every default named in a comment of the shipped ini is the default in force', () => {
+      // Comments read `; key=value: why`; the value shown must be what parseSettings uses.
+      const text = fs.readFileSync(SHIPPED_INI, 'utf8')
+      const documented = []
+      let section = 'main'
+      for (const line of text.split('\n')) {
+        const s = /^\[(\w+)\]/.exec(line)
+        if (s) section = s[1]
+        const m = /^; (\w+)=([^:\s]*):/.exec(line)
+        if (m && m[2] !== '') documented.push([section, m[1], m[2]])
+      }
+      assert.ok(documented.length >= 13, `found ${documented.length} documented defaults`)
+      for (const [section, key, value] of documented) {
+        const { settings, problems } = parse({ [section]: { [key]: value } })
+        assert.deepEqual(problems, [], `[${section}] ${key}=${value}`)
+        assert.deepEqual(settings, DEFAULTS, `[${section}] ${key}=${value}`)
+      }
+    })
+
+    it('blank values (empty, white space, null) keep the default without a complaint', () => {
+      for (const blank of ['', '   ', null, undefined]) {
+        const raw = {
+          main: {
+            enabled: blank,
+            prefer: blank,
+            port: blank,
+            first_family_count: blank,
+            max_addresses: blank,
+          },
+          dns: { servers: blank, timeout_ms: blank },
+          filter: { allow: blank, block: blank, all_filtered: blank },
+          bind: { ipv4: blank, ipv6: blank },
+          race: { enabled: blank, attempt_delay_ms: blank, group_delay_ms: blank, deadline_ms: blank },
+          cache: { ttl_s: blank, max_entries: blank },
+        }
+        assert.deepEqual(parse(raw), { settings: DEFAULTS, problems: [] }, JSON.stringify(blank))
+      }
+    })
+  })
+
+  describe('a bad value keeps the default and is reported with its key and the default', () => {
+    const junk = '\u0000\u00ff\ufffd\u0007\u001b[31m\ud800'
+    // [section, key, bad value, default as the problem line shows it]
+    const table = [
+      ['main', 'enabled', 'banana', 'true'],
+      ['main', 'enabled', 2, 'true'],
+      ['main', 'enabled', 'truee', 'true'],
+      ['main', 'enabled', ['true', 'false'], 'true'],
+      ['main', 'enabled', {}, 'true'],
+      ['main', 'prefer', 'ipv5', '"ipv6"'],
+      ['main', 'prefer', 'both', '"ipv6"'],
+      ['main', 'prefer', true, '"ipv6"'],
+      ['main', 'prefer', ['ipv4', 'ipv6'], '"ipv6"'],
+      ['main', 'first_family_count', 0, '1'],
+      ['main', 'first_family_count', '17', '1'],
+      ['main', 'first_family_count', '1.5', '1'],
+      ['main', 'port', -1, '25'],
+      ['main', 'port', '-1', '25'],
+      ['main', 'port', 0, '25'],
+      ['main', 'port', 65536, '25'],
+      ['main', 'port', '99999999999999999999', '25'],
+      ['main', 'port', 25.5, '25'],
+      ['main', 'port', '25.0', '25'],
+      ['main', 'port', 'NaN', '25'],
+      ['main', 'port', NaN, '25'],
+      ['main', 'port', Infinity, '25'],
+      ['main', 'port', '1e3', '25'],
+      ['main', 'port', '0x19', '25'],
+      ['main', 'port', '+25', '25'],
+      ['main', 'port', 'smtp', '25'],
+      ['main', 'port', true, '25'],
+      ['main', 'port', ['25', '587'], '25'],
+      ['main', 'port', { value: 25 }, '25'],
+      ['main', 'port', junk, '25'],
+      ['main', 'port', Buffer.from([0, 0xff, 0x19]), '25'],
+      ['main', 'max_addresses', 1, '16'],
+      ['main', 'max_addresses', 257, '16'],
+      ['main', 'max_addresses', '9007199254740993', '16'],
+      ['main', 'max_addresses', '1'.repeat(400), '16'],
+      ['dns', 'servers', 'dns.example.com', '"the system resolvers"'],
+      ['dns', 'servers', '192.0.2.53, resolver.example', '"the system resolvers"'],
+      ['dns', 'servers', '192.0.2.53:0', '"the system resolvers"'],
+      ['dns', 'servers', '192.0.2.53:65536', '"the system resolvers"'],
+      ['dns', 'servers', '192.0.2.53:dns', '"the system resolvers"'],
+      ['dns', 'servers', '[2001:db8::53]', '"the system resolvers"'],
+      ['dns', 'servers', '[2001:db8::53]:99999', '"the system resolvers"'],
+      ['dns', 'servers', '192.0.2.0/24', '"the system resolvers"'],
+      ['dns', 'servers', true, '"the system resolvers"'],
+      ['dns', 'servers', {}, '"the system resolvers"'],
+      ['dns', 'timeout_ms', 99, '5000'],
+      ['dns', 'timeout_ms', 30001, '5000'],
+      ['dns', 'timeout_ms', '5s', '5000'],
+      ['filter', 'all_filtered', 'drop', '"defer"'],
+      ['filter', 'all_filtered', 'reject', '"defer"'],
+      ['filter', 'all_filtered', 1, '"defer"'],
+      ['bind', 'ipv4', '2001:db8::25', '"no bind"'],
+      ['bind', 'ipv6', '192.0.2.25', '"no bind"'],
+      ['bind', 'ipv4', 'mail.example.com', '"no bind"'],
+      ['bind', 'ipv6', '[2001:db8::25]', '"no bind"'],
+      ['bind', 'ipv4', '192.0.2.0/24', '"no bind"'],
+      ['bind', 'ipv4', ['192.0.2.25', '192.0.2.26'], '"no bind"'],
+      ['race', 'enabled', 'banana', 'true'],
+      ['race', 'enabled', 'maybe', 'true'],
+      ['race', 'attempt_delay_ms', 9, '250'],
+      ['race', 'attempt_delay_ms', 2001, '250'],
+      ['race', 'attempt_delay_ms', '250ms', '250'],
+      ['race', 'group_delay_ms', -5, '2000'],
+      ['race', 'group_delay_ms', 30001, '2000'],
+      ['race', 'deadline_ms', 99, '15000'],
+      ['race', 'deadline_ms', 1000000, '15000'],
+      ['race', 'deadline_ms', '15000.5', '15000'],
+      ['cache', 'ttl_s', -1, '600'],
+      ['cache', 'ttl_s', 86401, '600'],
+      ['cache', 'ttl_s', '10m', '600'],
+      ['cache', 'max_entries', 9, '10000'],
+      ['cache', 'max_entries', 1000001, '10000'],
+      ['cache', 'max_entries', 'lots', '10000'],
+    ]
+    for (const [section, key, value, shownDefault] of table) {
+      const label = value instanceof Buffer ? 'a Buffer of binary junk' : String(JSON.stringify(value))
+      it(`[${section}] ${key}=${label} keeps the default ${shownDefault} and reports it`, () => {
+        const { settings, problems } = parse({ [section]: { [key]: value } })
+        assert.deepEqual(settings, DEFAULTS)
+        assert.equal(problems.length, 1, problems.join('\n'))
+        const line = problems[0]
+        assert.ok(line.startsWith(`[${section}] ${key}=`), line)
+        assert.ok(line.endsWith(`; using ${shownDefault}`), line)
+      })
+    }
+
+    it('one bad key does not disturb the good keys next to it', () => {
+      const { settings, problems } = parse({
+        main: { port: 'banana', prefer: 'ipv4', max_addresses: 8 },
+        race: { attempt_delay_ms: 1, deadline_ms: 9000 },
+      })
+      assert.equal(settings.port, 25)
+      assert.equal(settings.prefer, 'ipv4')
+      assert.equal(settings.maxAddresses, 8)
+      assert.equal(settings.race.attemptDelayMs, 250)
+      assert.equal(settings.race.deadlineMs, 9000)
+      assert.equal(problems.length, 2)
+      assert.ok(problems.some((p) => p.startsWith('[main] port=')))
+      assert.ok(problems.some((p) => p.startsWith('[race] attempt_delay_ms=')))
+    })
+
+    it('every key bad at once: all defaults, one problem line per key', () => {
+      const raw = {
+        main: { enabled: 'x', prefer: 'x', first_family_count: 'x', port: 'x', max_addresses: 'x' },
+        dns: { servers: 'x', timeout_ms: 'x' },
+        filter: { all_filtered: 'x' },
+        bind: { ipv4: 'x', ipv6: 'x' },
+        race: { enabled: 'x', attempt_delay_ms: 'x', group_delay_ms: 'x', deadline_ms: 'x' },
+        cache: { ttl_s: 'x', max_entries: 'x' },
+      }
+      const { settings, problems } = parse(raw)
+      assert.deepEqual(settings, DEFAULTS)
+      const named = Object.entries(raw).flatMap(([s, keys]) => Object.keys(keys).map((k) => `[${s}] ${k}=`))
+      assert.equal(problems.length, named.length)
+      for (const n of named)
+        assert.ok(
+          problems.some((p) => p.startsWith(n)),
+          n,
+        )
+    })
+  })
+
+  describe('bad allow and block entries are reported by name and ignored, good ones kept', () => {
+    const badAllow = ['10.0.0.0/33', '::/129', 'abc/8', '10.0.0.0/x', 'private', '1.2.3', 'localhost']
+    for (const entry of badAllow) {
+      it(`allow entry ${entry} is not a CIDR: reported under [filter] allow and ignored`, () => {
+        const { settings, problems } = parse({ filter: { allow: ['10.1.0.0/16', entry] } })
+        assert.deepEqual(settings.filter.allow, ['10.1.0.0/16'])
+        assert.deepEqual(problems, [`[filter] allow entry ${JSON.stringify(entry)} is not a CIDR; ignored`])
+      })
+    }
+
+    const badBlock = ['no-such-range', 'Private', 'unicast', '2001:db8::/129', 'abc/8', 'link_local']
+    for (const entry of badBlock) {
+      it(`block entry ${entry} is neither a CIDR nor a range name: reported under [filter] block and ignored`, () => {
+        const { settings, problems } = parse({ filter: { block: ['192.0.2.0/24', entry, 'teredo'] } })
+        assert.deepEqual(settings.filter.blockCidrs, ['192.0.2.0/24'])
+        assert.deepEqual(settings.filter.blockRanges, ['teredo'])
+        assert.deepEqual(problems, [
+          `[filter] block entry ${JSON.stringify(entry)} is neither a CIDR nor a range name; ignored`,
+        ])
+      })
+    }
+
+    it('allow entries that are not text are reported and ignored', () => {
+      const { settings, problems } = parse({ filter: { allow: [3, true] } })
+      assert.deepEqual(settings.filter.allow, [])
+      assert.equal(problems.length, 2)
+      for (const p of problems) assert.ok(p.startsWith('[filter] allow entry '), p)
+    })
+  })
+
+  describe('unknown sections and keys are reported and ignored', () => {
+    it('an unknown section is reported by name and changes nothing', () => {
+      const { settings, problems } = parse({ mian: { port: 26 } })
+      assert.deepEqual(settings, DEFAULTS)
+      assert.deepEqual(problems, ['unknown section [mian] ignored'])
+    })
+
+    it('an unknown key is reported with its section and changes nothing', () => {
+      const { settings, problems } = parse({ main: { prot: 26 }, race: { delay_ms: 100 } })
+      assert.deepEqual(settings, DEFAULTS)
+      assert.deepEqual(problems.sort(), [
+        'unknown key [main] prot ignored',
+        'unknown key [race] delay_ms ignored',
+      ])
+    })
+
+    it('a key in the wrong section is reported and not applied', () => {
+      const { settings, problems } = parse({ main: { timeout_ms: 1000 } })
+      assert.deepEqual(settings, DEFAULTS)
+      assert.deepEqual(problems, ['unknown key [main] timeout_ms ignored'])
+    })
+
+    it('a stray top-level scalar is an unknown section', () => {
+      const { settings, problems } = parse({ port: 26 })
+      assert.deepEqual(settings, DEFAULTS)
+      assert.deepEqual(problems, ['unknown section [port] ignored'])
+    })
+
+    // Object.prototype member names are not sections. haraka-config's ini reader keeps a
+    // `[toString]` section (it drops only __proto__, constructor and prototype), and a
+    // happy_eyeballs.json read with JSON.parse has any of them as own properties.
+    it('an ini section named [toString] is reported as unknown, and parseSettings does not throw', () => {
+      const { settings, problems } = parse(readIni('[toString]\nx=1\n[main]\nport=26\n'))
+      assert.equal(settings.port, 26)
+      assert.deepEqual(problems, ['unknown section [toString] ignored'])
+    })
+
+    it('sections named after Object.prototype members (from JSON) are reported as unknown, never thrown on', () => {
+      for (const name of ['valueOf', 'hasOwnProperty', 'isPrototypeOf', 'constructor', '__proto__']) {
+        const raw = JSON.parse(`{"${name}": {"port": 1}, "main": {"port": 26}}`)
+        const { settings, problems } = parse(raw)
+        assert.equal(settings.port, 26, name)
+        assert.deepEqual(problems, [`unknown section [${name}] ignored`], name)
+      }
+      assert.equal({}.port, undefined)
+    })
+
+    it('a key named like an Object.prototype member is an unknown key', () => {
+      const { settings, problems } = parse({ main: { constructor: '1', toString: 'x' } })
+      assert.deepEqual(settings, DEFAULTS)
+      assert.deepEqual(problems.sort(), [
+        'unknown key [main] constructor ignored',
+        'unknown key [main] toString ignored',
+      ])
+    })
+  })
+
+  describe('malformed sections', () => {
+    it('null section values keep every default and do not throw', () => {
+      const raw = { main: null, dns: null, filter: null, bind: null, race: null, cache: null }
+      assert.deepEqual(parse(raw).settings, DEFAULTS)
+    })
+
+    it('a section that is an array keeps the defaults', () => {
+      const { settings } = parse({ main: ['port=26'], race: [] })
+      assert.deepEqual(settings, DEFAULTS)
+    })
+
+    it('a section given as a scalar (e.g. from happy_eyeballs.json) is reported, not silently dropped', () => {
+      const { settings, problems } = parse({ race: 'fast', main: { port: 26 } })
+      assert.equal(settings.port, 26)
+      assert.deepEqual(settings.race, DEFAULTS.race)
+      assert.ok(
+        problems.some((p) => p.includes('[race]')),
+        `problems ${JSON.stringify(problems)} do not mention [race]`,
+      )
+    })
+  })
+
+  describe('good values are taken', () => {
+    const booleans = [
+      ['yes', true],
+      ['Yes', true],
+      ['on', true],
+      ['true', true],
+      ['1', true],
+      [1, true],
+      [true, true],
+      ['off', false],
+      ['OFF', false],
+      ['no', false],
+      ['false', false],
+      ['0', false],
+      [0, false],
+      [false, false],
+      [' off ', false],
+    ]
+    for (const [value, expected] of booleans) {
+      it(`[main] enabled=${JSON.stringify(value)} is ${expected}`, () => {
+        const { settings, problems } = parse({ main: { enabled: value } })
+        assert.equal(settings.enabled, expected)
+        assert.deepEqual(problems, [])
+      })
+      it(`[race] enabled=${JSON.stringify(value)} is ${expected}`, () => {
+        const { settings, problems } = parse({ race: { enabled: value } })
+        assert.equal(settings.race.enabled, expected)
+        assert.deepEqual(problems, [])
+      })
+    }
+
+    it('prefer is case-insensitive', () => {
+      assert.equal(parse({ main: { prefer: 'IPv4' } }).settings.prefer, 'ipv4')
+      assert.equal(parse({ main: { prefer: 'ipv4' } }).settings.prefer, 'ipv4')
+      assert.equal(parse({ main: { prefer: ' IPV6 ' } }).settings.prefer, 'ipv6')
+    })
+
+    it('whole numbers are taken as numbers or text, with surrounding space', () => {
+      assert.equal(parse({ main: { port: 587 } }).settings.port, 587)
+      assert.equal(parse({ main: { port: '587' } }).settings.port, 587)
+      assert.equal(parse({ main: { port: ' 2525 ' } }).settings.port, 2525)
+    })
+
+    // [section, key, settings path, min, max]
+    const ranges = [
+      ['main', 'first_family_count', (s) => s.firstFamilyCount, 1, 16],
+      ['main', 'port', (s) => s.port, 1, 65535],
+      ['main', 'max_addresses', (s) => s.maxAddresses, 2, 256],
+      ['dns', 'timeout_ms', (s) => s.dns.timeoutMs, 100, 30000],
+      ['race', 'attempt_delay_ms', (s) => s.race.attemptDelayMs, 10, 2000],
+      ['race', 'group_delay_ms', (s) => s.race.groupDelayMs, 0, 30000],
+      ['race', 'deadline_ms', (s) => s.race.deadlineMs, 100, 60000],
+      ['cache', 'ttl_s', (s) => s.cache.ttlS, 0, 86400],
+      ['cache', 'max_entries', (s) => s.cache.maxEntries, 10, 1000000],
+    ]
+    for (const [section, key, get, min, max] of ranges) {
+      it(`[${section}] ${key} takes both ends of its range, ${min} and ${max}, and rejects one past each`, () => {
+        for (const v of [min, max]) {
+          const { settings, problems } = parse({ [section]: { [key]: v } })
+          assert.equal(get(settings), v)
+          assert.deepEqual(problems, [])
+        }
+        for (const v of [min - 1, max + 1]) {
+          const { settings, problems } = parse({ [section]: { [key]: v } })
+          assert.equal(get(settings), get(DEFAULTS))
+          assert.equal(problems.length, 1)
+        }
+      })
+    }
+
+    it('allow[] as an array is taken', () => {
+      const { settings, problems } = parse({ filter: { allow: ['10.1.2.0/24', 'fd00:1::/64', '127.0.0.1'] } })
+      assert.deepEqual(settings.filter.allow, ['10.1.2.0/24', 'fd00:1::/64', '127.0.0.1'])
+      assert.deepEqual(problems, [])
+    })
+
+    it('allow as a comma separated string is taken', () => {
+      const { settings, problems } = parse({ filter: { allow: '10.1.2.0/24, fd00:1::/64,127.0.0.0/8' } })
+      assert.deepEqual(settings.filter.allow, ['10.1.2.0/24', 'fd00:1::/64', '127.0.0.0/8'])
+      assert.deepEqual(problems, [])
+    })
+
+    it('allow entries are lower-cased', () => {
+      assert.deepEqual(parse({ filter: { allow: 'FD00:1::/64' } }).settings.filter.allow, ['fd00:1::/64'])
+    })
+
+    it('block takes CIDRs and range names (ours and ipaddr.js ones) from an array', () => {
+      const { settings, problems } = parse({
+        filter: {
+          block: ['192.0.2.0/24', '2001:db8::/32', 'link-local', 'teredo', 'rfc6052', 'uniqueLocal'],
+        },
+      })
+      assert.deepEqual(settings.filter.blockCidrs, ['192.0.2.0/24', '2001:db8::/32'])
+      assert.deepEqual(settings.filter.blockRanges, ['link-local', 'rfc6052', 'teredo', 'uniqueLocal'])
+      assert.deepEqual(problems, [])
+    })
+
+    it('block takes a comma separated string', () => {
+      const { settings } = parse({ filter: { block: 'private, 198.51.100.0/24' } })
+      assert.deepEqual(settings.filter.blockCidrs, ['198.51.100.0/24'])
+      assert.deepEqual(settings.filter.blockRanges, ['private'])
+    })
+
+    it('the parsed allow and block lists form a policy classify can use', () => {
+      const { classifyAddress } = require('../dist/lib/classify')
+      const { settings } = parseSettings({ filter: { allow: '10.0.0.0/8', block: '10.9.0.0/16, cgn' } })
+      const policy = settings.filter.policy
+      assert.equal(classifyAddress('10.1.2.3', policy).allowedBy, '10.0.0.0/8')
+      assert.equal(classifyAddress('10.9.0.1', policy).reason, 'blocked by 10.9.0.0/16')
+      assert.equal(classifyAddress('100.64.0.1', policy).reason, 'blocked by cgn')
+    })
+
+    it('all_filtered=bounce is taken, case-insensitively', () => {
+      assert.equal(parse({ filter: { all_filtered: 'bounce' } }).settings.filter.allFiltered, 'bounce')
+      assert.equal(parse({ filter: { all_filtered: 'BOUNCE' } }).settings.filter.allFiltered, 'bounce')
+    })
+
+    it("servers '127.0.0.1:5353, [::1]:53' is taken as two resolvers", () => {
+      const { settings, problems } = parse({ dns: { servers: '127.0.0.1:5353, [::1]:53' } })
+      assert.deepEqual(settings.dns.servers, ['127.0.0.1:5353', '[::1]:53'])
+      assert.deepEqual(problems, [])
+    })
+
+    it('servers[] as an array of bare addresses is taken', () => {
+      const { settings, problems } = parse({ dns: { servers: ['192.0.2.53', '2001:db8::53'] } })
+      assert.deepEqual(settings.dns.servers, ['192.0.2.53', '2001:db8::53'])
+      assert.deepEqual(problems, [])
+    })
+
+    it('one bad server rejects the whole list, so no half list of resolvers is used', () => {
+      const { settings, problems } = parse({ dns: { servers: '192.0.2.53, ns.example.com' } })
+      assert.deepEqual(settings.dns.servers, [])
+      assert.equal(problems.length, 1)
+    })
+
+    it('bind takes an address of the right family for each family', () => {
+      const { settings, problems } = parse({ bind: { ipv4: '192.0.2.25', ipv6: '2001:db8::25' } })
+      assert.deepEqual(settings.bind, { ipv4: '192.0.2.25', ipv6: '2001:db8::25' })
+      assert.deepEqual(problems, [])
+    })
+
+    it('a bad bind for one family leaves the other family bound', () => {
+      const { settings, problems } = parse({ bind: { ipv4: '2001:db8::25', ipv6: '2001:db8::26' } })
+      assert.deepEqual(settings.bind, { ipv6: '2001:db8::26' })
+      assert.equal(problems.length, 1)
+      assert.ok(problems[0].startsWith('[bind] ipv4='))
+    })
+
+    it('a full valid ini is taken with no problems', () => {
+      const raw = readIni(
+        [
+          '[main]',
+          'enabled=yes',
+          'prefer=ipv4',
+          'first_family_count=2',
+          'port=2525',
+          'max_addresses=8',
+          '[dns]',
+          'servers=127.0.0.1:5353, [::1]:53',
+          'timeout_ms=2000',
+          '[filter]',
+          'allow[]=10.1.2.0/24',
+          'allow[]=fd00:1::/64',
+          'block[]=192.0.2.0/24',
+          'block[]=link-local',
+          'all_filtered=bounce',
+          '[bind]',
+          'ipv4=192.0.2.25',
+          'ipv6=2001:db8::25',
+          '[race]',
+          'enabled=off',
+          'attempt_delay_ms=100',
+          'group_delay_ms=0',
+          'deadline_ms=9000',
+          '[cache]',
+          'ttl_s=0',
+          'max_entries=10',
+        ].join('\n'),
+      )
+      const { settings, problems } = parse(raw)
+      assert.deepEqual(problems, [])
+      assert.deepEqual(settings, {
+        enabled: true,
+        prefer: 'ipv4',
+        firstFamilyCount: 2,
+        port: 2525,
+        maxAddresses: 8,
+        dns: { servers: ['127.0.0.1:5353', '[::1]:53'], timeoutMs: 2000 },
+        filter: {
+          allFiltered: 'bounce',
+          allow: ['10.1.2.0/24', 'fd00:1::/64'],
+          blockCidrs: ['192.0.2.0/24'],
+          blockRanges: ['link-local'],
+        },
+        bind: { ipv4: '192.0.2.25', ipv6: '2001:db8::25' },
+        race: { enabled: false, attemptDelayMs: 100, groupDelayMs: 0, deadlineMs: 9000 },
+        cache: { ttlS: 0, maxEntries: 10 },
+      })
+    })
+  })
+
+  describe('isDnsServer', () => {
+    const good = [
+      '192.0.2.53',
+      '192.0.2.53:53',
+      '192.0.2.53:65535',
+      '2001:db8::53',
+      '[2001:db8::53]:53',
+      '::1',
+    ]
+    const bad = [
+      'ns.example.com',
+      'ns.example.com:53',
+      '192.0.2.53:0',
+      '192.0.2.53:65536',
+      '192.0.2.53:',
+      '[2001:db8::53]',
+      '[2001:db8::53]:',
+      '2001:db8::53]:53',
+      '[192.0.2.53]:53x',
+      '',
+    ]
+    for (const s of good) it(`accepts ${s}`, () => assert.equal(isDnsServer(s), true))
+    for (const s of bad) it(`rejects ${JSON.stringify(s)}`, () => assert.equal(isDnsServer(s), false))
+  })
+})
