@@ -9,7 +9,7 @@ import { HealthCache } from './lib/health'
 import { bindHarakaOutbound, type HarakaOutbound, type MxClass } from './lib/haraka-outbound'
 import { describeSocketError, type RaceTarget } from './lib/race'
 import { makeDnsClient, type DnsClient } from './lib/resolve'
-import { type MxEntry, routeDomain, type Route, type Status } from './lib/route'
+import { explainExhausted, type MxEntry, routeDomain, type Route, type Status } from './lib/route'
 
 type Next = (code?: number, msg?: unknown) => void
 
@@ -53,6 +53,7 @@ interface PendingDsn {
 }
 
 const NOTE = 'happy_eyeballs_dsn'
+const PLANNED = 'happy_eyeballs_planned'
 const LOG_PREFIX = 'happy-eyeballs: '
 
 export function register(this: Plugin): void {
@@ -63,7 +64,12 @@ export function register(this: Plugin): void {
 }
 
 export function load_happy_eyeballs_ini(this: Plugin): void {
-  const raw = this.config.get('happy_eyeballs.ini', 'ini', () => this.load_happy_eyeballs_ini()) as RawIni
+  let raw: RawIni = {}
+  try {
+    raw = this.config.get('happy_eyeballs.ini', 'ini', () => this.load_happy_eyeballs_ini()) as RawIni
+  } catch (err) {
+    this.logerror(`${LOG_PREFIX}happy_eyeballs.ini unreadable, using defaults: ${describeSocketError(err)}`)
+  }
   const { settings, problems } = parseSettings(raw)
   for (const p of problems) this.logwarn(`${LOG_PREFIX}happy_eyeballs.ini: ${p}`)
 
@@ -108,6 +114,7 @@ function answer(plugin: Plugin, hmail: HMail, route: Route, next: Next): void {
     case 'deliver': {
       hmail.loginfo(`${LOG_PREFIX}${route.log}`)
       const HarakaMx = mxClass(state)
+      hmail.notes[PLANNED] = { domain: hmail.todo.domain, addresses: route.entries.map((e) => e.exchange) }
       return next(
         constants.ok,
         route.entries.map((e) => new HarakaMx(e)),
@@ -144,7 +151,8 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
       dns: state.dns,
       health: state.health,
       ...(bridge?.ready ? { racer: bridge } : {}),
-      answerBy: performance.now() + timeoutMs * 0.8 - state.settings.dns.timeoutMs * 2,
+      // The race gets what is left of 80% of the hook timeout once DNS has answered.
+      answerBy: performance.now() + timeoutMs * 0.8,
     })
       .then((route) => {
         if (route.action === 'deliver' && bridge?.ready) bridge.plan(route.entries.map(toTarget))
@@ -173,11 +181,28 @@ function toTarget(e: MxEntry): RaceTarget {
   }
 }
 
-/** Puts this plugin's status and reason on every recipient's DSN. */
-function applyPendingDsn(hmail: HMail, finalBounce: boolean): string | undefined {
-  const pending = hmail.notes?.[NOTE] as PendingDsn | undefined
+/**
+ * Puts this plugin's status and reason on every recipient's DSN: the one its get_mx answer
+ * asked for, or, when Haraka ran out of the planned addresses ("Tried all MXs"), each
+ * address's last outcome.
+ */
+function applyPendingDsn(
+  plugin: Plugin,
+  hmail: HMail,
+  err: string,
+  finalBounce: boolean,
+): string | undefined {
+  let pending = hmail.notes?.[NOTE] as PendingDsn | undefined
+  const planned = hmail.notes?.[PLANNED] as { domain: string; addresses: string[] } | undefined
+  if (hmail.notes) {
+    delete hmail.notes[NOTE]
+    delete hmail.notes[PLANNED]
+  }
+  if (!pending && planned && plugin.happy_eyeballs && /Tried all MXs/.test(err)) {
+    const addresses = planned.addresses.map((address) => ({ address }))
+    pending = explainExhausted(planned.domain, addresses, plugin.happy_eyeballs.health)
+  }
   if (!pending) return undefined
-  delete hmail.notes[NOTE]
   const { status, reason } = pending
   const code = finalBounce ? 550 : status.code
   for (const rcpt of hmail.todo.rcpt_to) {
@@ -188,7 +213,7 @@ function applyPendingDsn(hmail: HMail, finalBounce: boolean): string | undefined
 
 export function explain_deferral(this: Plugin, next: Next, hmail: HMail, params: { err?: string }): void {
   try {
-    const reason = applyPendingDsn(hmail, false)
+    const reason = applyPendingDsn(this, hmail, String(params?.err ?? ''), false)
     if (reason && params) params.err = reason
   } catch (err) {
     this.logerror(`${LOG_PREFIX}could not set the deferral reason: ${describeSocketError(err)}`)
@@ -196,9 +221,9 @@ export function explain_deferral(this: Plugin, next: Next, hmail: HMail, params:
   next()
 }
 
-export function explain_bounce(this: Plugin, next: Next, hmail: HMail): void {
+export function explain_bounce(this: Plugin, next: Next, hmail: HMail, err: unknown): void {
   try {
-    applyPendingDsn(hmail, true)
+    applyPendingDsn(this, hmail, String(err ?? ''), true)
   } catch (err) {
     this.logerror(`${LOG_PREFIX}could not set the bounce reason: ${describeSocketError(err)}`)
   }

@@ -6,6 +6,8 @@
 
 import { randomUUID } from 'node:crypto'
 
+import { LRUCache } from 'lru-cache'
+
 import type { ConnectOutcome } from './health'
 import { describeSocketError, type RaceSocket, type RaceTarget } from './race'
 
@@ -62,7 +64,8 @@ export class ClientPoolBridge {
   readonly shape: PoolShape
   private readonly deps: BridgeDeps
   private readonly held = new Map<string, Held[]>()
-  private readonly planned = new Map<string, { target: RaceTarget; until: number }>()
+  // Addresses planned recently, so Haraka's own connects to them can be timed; bounded.
+  private readonly planned = new LRUCache<string, RaceTarget>({ max: 10000, ttl: 10 * 60 * 1000 })
   private original: ((...args: unknown[]) => unknown) | undefined
 
   constructor(deps: BridgeDeps) {
@@ -109,12 +112,7 @@ export class ClientPoolBridge {
 
   /** Remembers the planned targets so Haraka's own connects to them feed the health cache. */
   plan(targets: RaceTarget[]): void {
-    const until = Date.now() + 10 * 60 * 1000
-    for (const t of targets) this.planned.set(keyOf(t.address, t.port, t.bind), { target: t, until })
-    if (this.planned.size > 10000) {
-      const nowMs = Date.now()
-      for (const [k, v] of this.planned) if (v.until < nowMs) this.planned.delete(k)
-    }
+    for (const t of targets) this.planned.set(keyOf(t.address, t.port, t.bind), t)
   }
 
   /** Keeps a connected winner until Haraka asks for its address, or closes it after holdMs. */
@@ -210,8 +208,8 @@ export class ClientPoolBridge {
           const args = { port: mx.port, host: mx.exchange, localAddress: mx.bind }
           return this.handOver(socket, `outbound::${JSON.stringify(args)}`, callback)
         }
-        const plan = this.planned.get(key)
-        if (plan) return original(mx, this.timed(plan.target, callback))
+        const planned = this.planned.get(key)
+        if (planned) return original(mx, this.timed(planned, callback))
       }
       return original(mx, callback)
     }
@@ -229,8 +227,8 @@ export class ClientPoolBridge {
         const key = keyOf(host, port ?? 25, localAddr)
         const socket = this.take(key)
         if (socket) return this.handOver(socket, `outbound::${port}:${host}:${localAddr}`, callback)
-        const plan = this.planned.get(key)
-        if (plan) return original(port, host, localAddr, isUnix, this.timed(plan.target, callback))
+        const planned = this.planned.get(key)
+        if (planned) return original(port, host, localAddr, isUnix, this.timed(planned, callback))
       }
       return original(port, host, localAddr, isUnix, callback)
     }

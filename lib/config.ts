@@ -84,20 +84,24 @@ export function parseSettings(raw: RawIni | undefined | null): ParsedSettings {
   const ini: RawIni = raw && typeof raw === 'object' ? raw : {}
 
   for (const [section, value] of Object.entries(ini)) {
-    if (!(section in KNOWN)) {
+    if (!Object.hasOwn(KNOWN, section)) {
       // Haraka's ini reader puts keys above the first [section] into `main`, so a stray
       // top-level scalar is a key without a section.
       problems.push(`unknown section [${section}] ignored`)
       continue
     }
-    if (!value || typeof value !== 'object') continue
+    if (value === null || value === undefined) continue
+    if (typeof value !== 'object' || Array.isArray(value)) {
+      problems.push(`[${section}] is not a section (${show(value)}); its defaults stay`)
+      continue
+    }
     for (const key of Object.keys(value)) {
       if (!KNOWN[section].includes(key)) problems.push(`unknown key [${section}] ${key} ignored`)
     }
   }
 
   const sec = (name: string): RawSection => {
-    const s = ini[name]
+    const s = Object.hasOwn(ini, name) ? ini[name] : undefined
     return s && typeof s === 'object' && !Array.isArray(s) ? (s as RawSection) : {}
   }
 

@@ -40,7 +40,7 @@ export class HealthCache implements HealthView {
         ? new LRUCache<string, ConnectOutcome>({
             max: opts.maxEntries,
             ttl: opts.ttlMs,
-            ...(opts.perf ? { perf: opts.perf } : {}),
+            ...(opts.perf ? { perf: opts.perf, ttlResolution: 0 } : {}),
           })
         : undefined
   }

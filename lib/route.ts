@@ -58,6 +58,7 @@ export const STATUS = {
   noRoute: { code: 450, subject: 4, detail: 4 },
   noRouteFinal: { code: 550, subject: 4, detail: 4 },
   noAnswer: { code: 450, subject: 4, detail: 1 },
+  badConnection: { code: 450, subject: 4, detail: 2 },
   noDomain: { code: 550, subject: 1, detail: 2 },
 } as const satisfies Record<string, Status>
 
@@ -195,4 +196,27 @@ export function recordRace(
       health.record(address, family, exchange, { ok: false, error, latencyMs: waited, at })
     }
   }
+}
+
+/**
+ * Why every planned address failed, from the last outcome the health cache saw for each:
+ * replaces Haraka's bare "Tried all MXs" when its own fallback attempts ran out too.
+ */
+export function explainExhausted(
+  domain: string,
+  targets: Array<Pick<RaceTarget, 'address'>>,
+  health: HealthCache,
+): { status: Status; reason: string } {
+  let connected = false
+  const parts = targets.map(({ address }) => {
+    const last = health.lookup(address)
+    if (!last) return `${address}: not tried`
+    if (last.ok) {
+      connected = true
+      return `${address}: connected, then the SMTP session failed`
+    }
+    return `${address}: ${last.error ?? 'failed'}`
+  })
+  const status = connected ? STATUS.badConnection : STATUS.noAnswer
+  return { status, reason: `every MX address of ${domain} failed: ${parts.join('; ')}` }
 }

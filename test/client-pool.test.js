@@ -87,6 +87,13 @@ for (const version of Object.keys(HARAKA)) {
       server = await greeter()
     })
 
+    after(function () {
+      // Loading Haraka 3.0's outbound starts its retry queue's interval timer; a Haraka
+      // process owns it, this test process must stop it.
+      const queue = req('outbound/queue')
+      if (queue.temp_fail_queue?.interval_timer) clearInterval(queue.temp_fail_queue.interval_timer)
+    })
+
     afterEach(async function () {
       out.bridge?.uninstall()
       server.closeAllConnections?.()

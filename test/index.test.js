@@ -130,6 +130,29 @@ describe('get_mx hook (route_mx) against a DNS server on loopback', function () 
     assert.match(params.err, /link-local/)
   })
 
+  it('when Haraka runs out of planned addresses, "Tried all MXs" becomes each address and its last error', async function () {
+    const { code, hmail } = await route('seed.test')
+    assert.equal(code, constants.ok)
+    plugin.happy_eyeballs.health.record('127.0.0.1', 'ipv4', 'mx.seed.test', {
+      ok: false,
+      error: 'connection timed out',
+      latencyMs: 30000,
+      at: Date.now(),
+    })
+    const params = { delay: 60, err: 'Tried all MXs' }
+    await new Promise((resolve) => plugin.explain_deferral(resolve, hmail, params))
+    assert.equal(params.err, 'every MX address of seed.test failed: 127.0.0.1: connection timed out')
+    assert.equal(hmail.rcpt.dsn_status, '4.4.1')
+  })
+
+  it('a deferral for another reason keeps its text', async function () {
+    const { hmail } = await route('seed.test')
+    const params = { delay: 60, err: 'Upstream error: 421 busy' }
+    await new Promise((resolve) => plugin.explain_deferral(resolve, hmail, params))
+    assert.equal(params.err, 'Upstream error: 421 busy')
+    assert.equal(hmail.rcpt.dsn_status, undefined)
+  })
+
   it('all_filtered=bounce bounces instead, with 5.4.4', async function () {
     load({ ...ini, filter: { ...ini.filter, all_filtered: 'bounce' } })
     const { code, hmail } = await route('v6only.test')
