@@ -8,7 +8,15 @@ const net = require('node:net')
 
 const fixtures = require('haraka-test-fixtures')
 
-const { startSink, startBlackHole, startHaraka, sendMail, waitForOutcome, queuedUuid, freePort } = require('./harness')
+const {
+  startSink,
+  startBlackHole,
+  startHaraka,
+  sendMail,
+  waitForOutcome,
+  queuedUuid,
+  freePort,
+} = require('./harness')
 
 const LINK_LOCAL = 'fe80::d250:99ff:feda:9100'
 
@@ -108,7 +116,10 @@ for (const version of ['3.3.4', '3.0.3']) {
       // The health cache puts IPv4 first for the next message: no attempt on ::1 at all.
       const second = await send(h, 'rcpt@hole.test')
       assert.equal(second.outcome.kind, 'delivered', second.outcome.line)
-      assert.match(second.log(), /plan for hole\.test: try mx\.hole\.test 127\.0\.0\.1, mx\.hole\.test \[::1\]/)
+      assert.match(
+        second.log(),
+        /plan for hole\.test: try mx\.hole\.test 127\.0\.0\.1, mx\.hole\.test \[::1\]/,
+      )
       assert.match(second.log(), /race \+0ms 127\.0\.0\.1:\d+ connected after \d+ ms; winner 127\.0\.0\.1/)
       await s.waitForMessages(2, 5000)
     })
