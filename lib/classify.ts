@@ -124,16 +124,17 @@ export function parseCidr(text: string): Cidr | null {
   const slash = t.indexOf('/')
   const addr = slash < 0 ? t : t.slice(0, slash)
   if (!net.isIP(addr)) return null
-  if (slash < 0) {
-    const ip = ipaddr.parse(dottedTailToHex(addr))
-    return { text: t, range: [ip, ip.kind() === 'ipv4' ? 32 : 128] }
+  const bitsText = slash < 0 ? '' : t.slice(slash + 1)
+  if (slash >= 0 && !/^\d{1,3}$/.test(bitsText)) return null
+  const ip = ipaddr.parse(dottedTailToHex(addr))
+  const max = ip.kind() === 'ipv4' ? 32 : 128
+  const bits = slash < 0 ? max : Number(bitsText)
+  if (bits > max) return null
+  // An IPv4-mapped CIDR names IPv4 addresses, and mapped addresses are judged as IPv4.
+  if (ip.kind() === 'ipv6' && (ip as ipaddr.IPv6).isIPv4MappedAddress() && bits >= 96) {
+    return { text: t, range: [(ip as ipaddr.IPv6).toIPv4Address(), bits - 96] }
   }
-  if (!/^\d{1,3}$/.test(t.slice(slash + 1))) return null
-  try {
-    return { text: t, range: ipaddr.parseCIDR(`${dottedTailToHex(addr)}${t.slice(slash)}`) }
-  } catch {
-    return null
-  }
+  return { text: t, range: [ip, bits] }
 }
 
 function matchCidr(list: Cidr[], ...ips: IP[]): Cidr | undefined {
@@ -168,8 +169,10 @@ export function classifyAddress(text: string, policy: FilterPolicy = DEFAULT_POL
   const name = rangeName(judged)
   if (name === 'unspecified') return { routable: false, input, reason: `unspecified${via}` }
 
+  // A mapped address is the IPv4 it carries: only that is matched against the lists.
+  const forms = target === judged ? [judged] : [parsed, judged]
   const blocked =
-    matchCidr(policy.blockCidrs, parsed, judged) ??
+    matchCidr(policy.blockCidrs, ...forms) ??
     (name && policy.blockRanges.has(name) ? { text: name } : undefined) ??
     [...policy.blockRanges].find((r) => judged.range() === r || parsed.range() === r)
   if (blocked) {
@@ -181,7 +184,7 @@ export function classifyAddress(text: string, policy: FilterPolicy = DEFAULT_POL
   const address = family === 'ipv4' ? target.toString() : (target as ipaddr.IPv6).toRFC5952String()
   if (!name) return { routable: true, input, address, family }
 
-  const allowed = matchCidr(policy.allow, parsed, judged)
+  const allowed = matchCidr(policy.allow, ...forms)
   if (allowed) return { routable: true, input, address, family, allowedBy: allowed.text }
   return { routable: false, input, reason: `${name}${via}` }
 }
