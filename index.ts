@@ -112,7 +112,7 @@ function answer(plugin: Plugin, hmail: HMail, route: Route, next: Next): void {
   const state = plugin.happy_eyeballs as State
   switch (route.action) {
     case 'deliver': {
-      hmail.loginfo(`${LOG_PREFIX}${route.log}`)
+      logTo(hmail, 'info', route.log)
       const HarakaMx = mxClass(state)
       hmail.notes[PLANNED] = { domain: hmail.todo.domain, addresses: route.entries.map((e) => e.exchange) }
       return next(
@@ -121,12 +121,12 @@ function answer(plugin: Plugin, hmail: HMail, route: Route, next: Next): void {
       )
     }
     case 'null-mx':
-      hmail.loginfo(`${LOG_PREFIX}${route.log}`)
+      logTo(hmail, 'info', route.log)
       // Haraka's own null MX path bounces with 5.1.10.
       return next(constants.ok, new (mxClass(state))({ priority: 0, exchange: '' }))
     case 'defer':
     case 'bounce': {
-      hmail.logwarn(`${LOG_PREFIX}${route.log}: ${route.reason}`)
+      logTo(hmail, 'warn', `${route.log}: ${route.reason}`)
       const pending: PendingDsn = { status: route.status, reason: route.reason }
       hmail.notes[NOTE] = pending
       return next(route.action === 'defer' ? constants.denysoft : constants.deny, route.reason)
@@ -140,6 +140,15 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
     if (called) return
     called = true
     next(code, msg)
+  }
+  // Whatever went wrong, Haraka routes the message itself: never worse than no plugin.
+  const stepAside = (err: unknown): void => {
+    logTo(hmail, 'error', `internal error, leaving ${domain} to Haraka: ${describeSocketError(err)}`)
+    try {
+      once()
+    } catch {
+      // next() itself failed: nothing is left to answer with
+    }
   }
   try {
     const state = this.happy_eyeballs
@@ -158,15 +167,20 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
         if (route.action === 'deliver' && bridge?.ready) bridge.plan(route.entries.map(toTarget))
         answer(this, hmail, route, once)
       })
-      .catch((err: unknown) => {
-        hmail.logerror(
-          `${LOG_PREFIX}internal error, leaving ${domain} to Haraka: ${describeSocketError(err)}`,
-        )
-        once()
-      })
+      .catch(stepAside)
   } catch (err) {
-    hmail.logerror(`${LOG_PREFIX}internal error, leaving ${domain} to Haraka: ${describeSocketError(err)}`)
-    once()
+    stepAside(err)
+  }
+}
+
+/** Logs through the message's logger; a broken logger must not stop the answer. */
+function logTo(hmail: HMail, level: 'info' | 'warn' | 'error', msg: string): void {
+  try {
+    if (level === 'info') hmail.loginfo(LOG_PREFIX + msg)
+    else if (level === 'warn') hmail.logwarn(LOG_PREFIX + msg)
+    else hmail.logerror(LOG_PREFIX + msg)
+  } catch {
+    // nothing better to log to
   }
 }
 

@@ -52,7 +52,8 @@ const KNOWN: Record<string, string[]> = {
   cache: ['ttl_s', 'max_entries'],
 }
 
-const show = (v: RawValue): string => JSON.stringify(v) ?? String(v)
+const show = (v: RawValue): string =>
+  typeof v === 'number' && !Number.isFinite(v) ? String(v) : (JSON.stringify(v) ?? String(v))
 
 function isBlank(v: RawValue): boolean {
   return v === undefined || v === null || (typeof v === 'string' && v.trim() === '')

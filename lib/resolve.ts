@@ -56,6 +56,8 @@ function errorCode(err: unknown): string {
 
 const isNoData = (code: string): boolean => code === 'ENODATA'
 const isNoName = (code: string): boolean => code === 'ENOTFOUND'
+// A name the resolver refuses to send (a label over 63 octets, ...) can never resolve.
+const isBadName = (code: string): boolean => code === 'EBADNAME'
 
 async function lookupFamily(
   dns: DnsClient,
@@ -96,6 +98,7 @@ export async function resolveDestination(
   } catch (err) {
     const code = errorCode(err)
     if (isNoName(code)) return { kind: 'no-domain', domain, detail: `NXDOMAIN for ${domain}` }
+    if (isBadName(code)) return { kind: 'no-domain', domain, detail: `${domain} is not a valid domain name` }
     if (!isNoData(code)) return { kind: 'temporary', domain, detail: `MX lookup for ${domain}: ${code}` }
   }
 
