@@ -174,8 +174,10 @@ function makeWaiters() {
  * `greeting` is the banner text; a greeting that starts with a 4xx/5xx code (e.g.
  * '421 try later') is instead sent as the reply to the connection, which is then closed.
  * @param {{host?: string, port?: number, starttls?: boolean, greeting?: string}} [opts]
+ * `receivedAt` of a message is performance.now() in this process when the sink took it (just
+ * before its 250 reply), so callers can time delivery without polling latency.
  * @returns {Promise<{host: string, port: number, messages: Array<{from: string, to: string[], data: string,
- *   secure: boolean, remoteAddress: string}>, connections: number,
+ *   secure: boolean, remoteAddress: string, receivedAt: number}>, connections: number,
  *   waitForMessages: (n: number, timeoutMs?: number) => Promise<object[]>, close: () => Promise<void>}>}
  */
 async function startSink({ host = '127.0.0.1', port = 0, starttls = false, greeting } = {}) {
@@ -223,6 +225,7 @@ async function startSink({ host = '127.0.0.1', port = 0, starttls = false, greet
           data: Buffer.concat(chunks).toString('utf8'),
           secure: !!session.secure,
           remoteAddress: session.remoteAddress,
+          receivedAt: performance.now(),
         })
         cb(null, 'Message accepted by sink')
         waiters.poke()
@@ -423,16 +426,25 @@ function pluginDnsOnLoopback(ini, dnsPort) {
 /**
  * Starts a real Haraka process in a fresh temp dir, listening on 127.0.0.1:<free port>.
  * @param {{version?: string, dnsPort: number, plugins?: string[], outbound?: object,
- *   files?: Object<string, string>}} opts  `outbound` overrides outbound.ini key by key (a key set
- *   to undefined is left out, so Haraka's own default applies); `files` are written verbatim into
- *   config/ last (so they may replace any generated file). With 'happy-eyeballs' in `plugins`,
+ *   files?: Object<string, string>, pluginFiles?: Object<string, string>}} opts  `outbound`
+ *   overrides outbound.ini key by key (a key set to undefined is left out, so Haraka's own
+ *   default applies); `files` are written verbatim into config/ last (so they may replace any
+ *   generated file); `pluginFiles` maps a plugin name to the source of a local plugin written
+ *   as plugins/<name>.js (list the name in `plugins` to load it). With 'happy-eyeballs' in `plugins`,
  *   the repo is linked in as node_modules/haraka-plugin-happy-eyeballs and happy_eyeballs.ini
  *   gets `[dns] servers=127.0.0.1:<dnsPort>` unless it names (loopback) servers itself.
  * @returns {Promise<{dir: string, port: number, pid: number, version: string, log: () => string,
  *   logLength: () => number, waitForLog: (re: RegExp, timeoutMs?: number, opts?: {from?: number})
  *   => Promise<RegExpExecArray>, stop: () => Promise<void>}>}
  */
-async function startHaraka({ version = '3.3.4', dnsPort, plugins = [], outbound = {}, files = {} } = {}) {
+async function startHaraka({
+  version = '3.3.4',
+  dnsPort,
+  plugins = [],
+  outbound = {},
+  files = {},
+  pluginFiles = {},
+} = {}) {
   const versionDir = HARAKA_VERSIONS[version]
   if (!versionDir) throw new Error(`unknown Haraka version ${version}`)
   if (!dnsPort) throw new Error('startHaraka: dnsPort is required')
@@ -465,6 +477,10 @@ async function startHaraka({ version = '3.3.4', dnsPort, plugins = [], outbound 
       path.join(dir, 'plugins', 'test_setup.js'),
       testSetupPlugin({ dnsPort, dnsConfig: dnsConfigPath(versionDir) }),
     )
+    for (const [name, source] of Object.entries(pluginFiles)) {
+      if (!/^[\w.-]+$/.test(name)) throw new Error(`startHaraka: bad plugin name ${name}`)
+      await fsp.writeFile(path.join(dir, 'plugins', `${name}.js`), source)
+    }
     if (plugins.includes('happy-eyeballs')) {
       await fsp.mkdir(path.join(dir, 'node_modules'))
       await fsp.symlink(REPO_ROOT, path.join(dir, 'node_modules', 'haraka-plugin-happy-eyeballs'), 'dir')
