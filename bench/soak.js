@@ -439,9 +439,6 @@ async function runVariant(variant, layout, opts) {
         `max_entries=${opts.cacheMaxEntries}`,
         '',
       ].join('\n')
-      // The harness writes `files` under config/; a plain plugin file belongs in plugins/ next
-      // to it and has to be there before Haraka starts.
-      files['../plugins/soak_probe.js'] = faults.PROBE_PLUGIN
     }
     const haraka = await harness.startHaraka({
       version: '3.3.4',
@@ -449,6 +446,7 @@ async function runVariant(variant, layout, opts) {
       plugins,
       outbound: OUTBOUND,
       files,
+      pluginFiles: variant === 'plugin' ? { soak_probe: faults.PROBE_PLUGIN } : {},
     })
     cleanup.push(() => haraka.stop())
     const log = followLog(haraka)
