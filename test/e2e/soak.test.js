@@ -71,6 +71,12 @@ describe('soak: 100 messages over 10 faulted domains through Haraka 3.3.4 with h
     assert.equal(run.queue.errorFiles, 0)
   })
 
+  it('names a reason for every deferral, never the bare "Tried all MXs"', function () {
+    const deferred = run.records.filter((r) => r.kind === 'deferred')
+    assert.ok(deferred.length > 0)
+    for (const r of deferred) assert.doesNotMatch(r.err, /^Tried all MXs$/, `${r.domain} ${r.tags}`)
+  })
+
   it('never connects to a filtered fe80:: address', function () {
     assert.ok(report.layout.some((d) => d.tags.includes('v6-linklocal')))
     assert.equal(run.haraka.failedSockets.EINVAL, 0)
