@@ -7,6 +7,7 @@ const path = require('node:path')
 const { detectPoolShape } = require('../dist/lib/client-pool')
 const { bindHarakaOutbound } = require('../dist/lib/haraka-outbound')
 const { raceConnect } = require('../dist/lib/race')
+const { freePort } = require('./e2e/harness')
 
 const HARAKA = {
   '3.3.4': path.dirname(require.resolve('Haraka/package.json')),
@@ -140,10 +141,7 @@ for (const version of Object.keys(HARAKA)) {
     })
 
     it("times Haraka's own connects to planned addresses for the health cache", async function () {
-      const dead = net.createServer()
-      await new Promise((resolve) => dead.listen({ host: '127.0.0.1', port: 0 }, resolve))
-      const deadPort = dead.address().port
-      await new Promise((resolve) => dead.close(resolve))
+      const deadPort = await freePort('127.0.0.1') // bound and released: nothing listens
       out.bridge.plan([target('127.0.0.1', deadPort)])
       const { err } = await getClient({ exchange: '127.0.0.1', port: deadPort })
       assert.ok(err)

@@ -7,7 +7,7 @@ const net = require('node:net')
 const FakeTimers = require('@sinonjs/fake-timers')
 
 const { raceConnect, describeTimeline, describeFailures } = require('../dist/lib/race')
-const { startBlackHole } = require('./e2e/harness')
+const { startBlackHole, freePort } = require('./e2e/harness')
 
 function target(address, preference = 10, port = 25) {
   return { address, family: address.includes(':') ? 'ipv6' : 'ipv4', exchange: 'mx.test', preference, port }
@@ -206,14 +206,6 @@ describe('raceConnect with real sockets on loopback', function () {
     return server.address().port
   }
 
-  async function closedPort(host) {
-    const server = net.createServer()
-    await new Promise((resolve) => server.listen({ host, port: 0 }, resolve))
-    const { port } = server.address()
-    await new Promise((resolve) => server.close(resolve))
-    return port
-  }
-
   afterEach(async function () {
     for (const s of opened.splice(0)) s.destroy()
     for (const close of closers.splice(0)) await close()
@@ -221,7 +213,7 @@ describe('raceConnect with real sockets on loopback', function () {
 
   it('a refused IPv6 address hands over to IPv4 at once', async function () {
     const port = await listener('127.0.0.1')
-    const dead = await closedPort('::1')
+    const dead = await freePort('::1') // bound and released: nothing listens
     const r = await race([target('::1', 10, dead), target('127.0.0.1', 10, port)])
     assert.equal(r.attempts[0].error, 'connect ECONNREFUSED')
     assert.ok(r.attempts[1].startMs < 250, `next attempt waited ${r.attempts[1].startMs} ms`)

@@ -4,7 +4,6 @@
 // IPv6 path, STARTTLS over a raced socket, the health cache, and an MX where nothing answers.
 
 const assert = require('node:assert/strict')
-const net = require('node:net')
 
 const fixtures = require('haraka-test-fixtures')
 
@@ -25,14 +24,6 @@ const LINK_LOCAL = 'fe80::d250:99ff:feda:9100'
 const OUTBOUND = {
   '3.3.4': { local_mx_ok: true, connect_timeout: 30 },
   '3.0.3': { local_mx_ok: undefined, connect_timeout: 30 },
-}
-
-async function closedPort(host) {
-  const server = net.createServer()
-  await new Promise((resolve) => server.listen({ host, port: 0 }, resolve))
-  const { port } = server.address()
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 for (const version of ['3.3.4', '3.0.3']) {
@@ -139,7 +130,7 @@ for (const version of ['3.3.4', '3.0.3']) {
     })
 
     it('defers with every address and its error when nothing answers, not "Tried all MXs"', async function () {
-      const port = await closedPort('127.0.0.1')
+      const port = await freePort('127.0.0.1') // bound and released: nothing listens
       dns.setZone('dead.test', { mx: [{ preference: 10, exchange: 'mx.dead.test' }] })
       dns.setZone('mx.dead.test', { aaaa: ['::1', LINK_LOCAL], a: ['127.0.0.1'] })
       const h = await haraka({ ini: `[main]\nport=${port}\n` })
