@@ -73,7 +73,18 @@ export function load_happy_eyeballs_ini(this: Plugin): void {
   const { settings, problems } = parseSettings(raw)
   for (const p of problems) this.logwarn(`${LOG_PREFIX}happy_eyeballs.ini: ${p}`)
 
-  const previous = this.happy_eyeballs
+  try {
+    this.happy_eyeballs = buildState(this, settings)
+  } catch (err) {
+    // Without a state the hook steps aside (CONT): Haraka routes as if the plugin were absent.
+    this.logerror(
+      `${LOG_PREFIX}could not apply happy_eyeballs.ini, stepping aside: ${describeSocketError(err)}`,
+    )
+  }
+}
+
+function buildState(plugin: Plugin, settings: Settings): State {
+  const previous = plugin.happy_eyeballs
   const sameCache =
     previous &&
     previous.settings.cache.ttlS === settings.cache.ttlS &&
@@ -84,19 +95,20 @@ export function load_happy_eyeballs_ini(this: Plugin): void {
 
   let outbound = previous?.outbound
   if (!outbound) {
-    outbound = bindHarakaOutbound((name) => this.haraka_require(name), {
-      onOutcome: (t, outcome) => this.happy_eyeballs?.health.record(t.address, t.family, t.exchange, outcome),
+    outbound = bindHarakaOutbound((name) => plugin.haraka_require(name), {
+      onOutcome: (t, outcome) =>
+        plugin.happy_eyeballs?.health.record(t.address, t.family, t.exchange, outcome),
       log: (level, msg) => {
-        if (level === 'info') this.loginfo(LOG_PREFIX + msg)
-        else if (level === 'warn') this.logwarn(LOG_PREFIX + msg)
-        else this.logerror(LOG_PREFIX + msg)
+        if (level === 'info') plugin.loginfo(LOG_PREFIX + msg)
+        else if (level === 'warn') plugin.logwarn(LOG_PREFIX + msg)
+        else plugin.logerror(LOG_PREFIX + msg)
       },
     })
     if (outbound.raceUnavailable)
-      this.logwarn(`${LOG_PREFIX}not racing connections: ${outbound.raceUnavailable}`)
+      plugin.logwarn(`${LOG_PREFIX}not racing connections: ${outbound.raceUnavailable}`)
   }
 
-  this.happy_eyeballs = {
+  return {
     settings,
     health,
     dns: makeDnsClient(settings.dns.servers, settings.dns.timeoutMs),
