@@ -1,0 +1,151 @@
+'use strict'
+
+const assert = require('node:assert/strict')
+
+const { makeDnsClient, resolveDestination, toAsciiDomain } = require('../dist/lib/resolve')
+const { startCnameDns } = require('./support/cname-dns')
+
+const code = (c) => Object.assign(new Error(c), { code: c })
+
+// An in-memory DnsClient: name → { mx, a, aaaa } where each is an array or an error code.
+function stubDns(table) {
+  const look = (kind) => async (name) => {
+    const v = table[name]?.[kind]
+    if (v === undefined) throw code(table[name] ? 'ENODATA' : 'ENOTFOUND')
+    if (typeof v === 'string') throw code(v)
+    return v
+  }
+  return { resolveMx: look('mx'), resolve4: look('a'), resolve6: look('aaaa') }
+}
+
+describe('resolveDestination', function () {
+  it('a failing AAAA lookup never hides the A answer, and is reported', async function () {
+    const dns = stubDns({
+      'd.test': { mx: [{ priority: 10, exchange: 'mx.d.test' }] },
+      'mx.d.test': { aaaa: 'ETIMEOUT', a: ['127.0.0.1'] },
+    })
+    const r = await resolveDestination('d.test', dns)
+    assert.equal(r.kind, 'hosts')
+    assert.deepEqual(r.hosts[0].addresses, ['127.0.0.1'])
+    assert.deepEqual(r.hosts[0].errors, ['AAAA ETIMEOUT'])
+  })
+
+  it('an MX exchange that is an IP literal is used as its own address', async function () {
+    const dns = stubDns({ 'd.test': { mx: [{ priority: 10, exchange: '127.0.0.1' }] } })
+    const r = await resolveDestination('d.test', dns)
+    assert.deepEqual(r.hosts[0].addresses, ['127.0.0.1'])
+  })
+
+  it('a host listed twice keeps its lowest preference, and hosts come out by preference', async function () {
+    const dns = stubDns({
+      'd.test': {
+        mx: [
+          { priority: 30, exchange: 'b.d.test' },
+          { priority: 20, exchange: 'A.d.test.' },
+          { priority: 10, exchange: 'a.d.test' },
+        ],
+      },
+      'a.d.test': { a: ['127.0.0.1'] },
+      'b.d.test': { a: ['127.0.0.2'] },
+    })
+    const r = await resolveDestination('d.test', dns)
+    assert.deepEqual(
+      r.hosts.map((h) => [h.exchange, h.preference]),
+      [
+        ['a.d.test', 10],
+        ['b.d.test', 30],
+      ],
+    )
+  })
+
+  it('only the lowest-preference hosts up to maxHosts are looked up', async function () {
+    const mx = Array.from({ length: 50 }, (_, i) => ({ priority: i, exchange: `h${i}.d.test` }))
+    const table = { 'd.test': { mx } }
+    for (let i = 0; i < 50; i++) table[`h${i}.d.test`] = { a: [`127.0.0.${i + 1}`] }
+    const r = await resolveDestination('d.test', stubDns(table), { maxHosts: 3 })
+    assert.deepEqual(
+      r.hosts.map((h) => h.exchange),
+      ['h0.d.test', 'h1.d.test', 'h2.d.test'],
+    )
+  })
+
+  it('a null MX next to real MX records is ignored (RFC 7505 says it must stand alone)', async function () {
+    const dns = stubDns({
+      'd.test': {
+        mx: [
+          { priority: 0, exchange: '' },
+          { priority: 10, exchange: 'mx.d.test' },
+        ],
+      },
+      'mx.d.test': { a: ['127.0.0.1'] },
+    })
+    const r = await resolveDestination('d.test', dns)
+    assert.equal(r.kind, 'hosts')
+    assert.equal(r.hosts.length, 1)
+  })
+
+  it('no MX and no address records at all is no domain to deliver to', async function () {
+    const dns = stubDns({ 'd.test': {} })
+    const r = await resolveDestination('d.test', dns)
+    assert.equal(r.kind, 'no-domain')
+  })
+
+  it('a resolver that throws something other than a DNS error is an internal error, not a deferral', async function () {
+    const dns = {
+      resolveMx() {
+        throw new TypeError('not a DNS problem')
+      },
+    }
+    await assert.rejects(resolveDestination('d.test', dns), TypeError)
+  })
+
+  it('IDN domains become A-labels; junk is no domain', function () {
+    assert.equal(toAsciiDomain('Bücher.Example.'), 'xn--bcher-kva.example')
+    assert.equal(toAsciiDomain(''), '')
+    assert.equal(toAsciiDomain('a'.repeat(254)), '')
+  })
+})
+
+describe('resolveDestination through CNAMEs, against a DNS server on loopback', function () {
+  let server
+  let dns
+
+  before(async function () {
+    server = await startCnameDns({
+      'cnamed.test': { mx: [{ preference: 10, exchange: 'alias.cnamed.test' }] },
+      'alias.cnamed.test': { cname: 'hop.cnamed.test' },
+      'hop.cnamed.test': { cname: 'real.cnamed.test' },
+      'real.cnamed.test': { aaaa: ['::1'], a: ['127.0.0.1'] },
+      'alias-domain.test': { cname: 'cnamed.test' },
+      'loop.test': { mx: [{ preference: 10, exchange: 'a.loop.test' }] },
+      'a.loop.test': { cname: 'b.loop.test' },
+      'b.loop.test': { cname: 'a.loop.test' },
+    })
+    dns = makeDnsClient([`127.0.0.1:${server.port}`], 500)
+  })
+
+  after(async function () {
+    await server.close()
+  })
+
+  it("an MX host reached through a CNAME chain yields the chain's final addresses", async function () {
+    const r = await resolveDestination('cnamed.test', dns)
+    assert.equal(r.kind, 'hosts')
+    assert.equal(r.hosts[0].exchange, 'alias.cnamed.test')
+    assert.deepEqual(r.hosts[0].addresses, ['::1', '127.0.0.1'])
+  })
+
+  it('a domain that is itself a CNAME has the MX of its target', async function () {
+    const r = await resolveDestination('alias-domain.test', dns)
+    assert.equal(r.kind, 'hosts')
+    assert.deepEqual(r.hosts[0].addresses, ['::1', '127.0.0.1'])
+  })
+
+  it('an MX host whose CNAMEs loop has no address, and says so without hanging', async function () {
+    const r = await resolveDestination('loop.test', dns)
+    assert.equal(r.kind, 'hosts')
+    assert.deepEqual(r.hosts[0].addresses, [])
+    // c-ares reports the looping chain as NODATA: the plan then defers with 4.4.4
+    assert.deepEqual(r.hosts[0].errors, [])
+  })
+})
