@@ -5,9 +5,8 @@
 // in-process parts load the built plugin with haraka-test-fixtures; the rest runs real
 // Haraka 3.3.4 processes on loopback.
 //
-// CNAME chains and loops are not covered: the DNS fixture (haraka-test-fixtures dns) serves
-// only A, AAAA, MX and TXT records, so it cannot answer a CNAME, and faking one in a stub
-// resolver would test the stub, not node's resolver.
+// CNAME chains and loops are in test/resolve.test.js: haraka-test-fixtures' DNS server
+// cannot serve CNAME records, test/support/cname-dns.js can.
 
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
