@@ -8,6 +8,8 @@ const path = require('node:path')
 const fixtures = require('haraka-test-fixtures')
 const constants = require('haraka-constants')
 
+const { startCnameDns } = require('./support/cname-dns')
+
 const ZONES = {
   'seed.test': { mx: [{ preference: 10, exchange: 'mx.seed.test' }] },
   'mx.seed.test': { aaaa: ['fe80::d250:99ff:feda:9100'], a: ['127.0.0.1'] },
@@ -283,6 +285,25 @@ describe('get_mx hook (route_mx) against a DNS server on loopback', function () 
     assert.equal(calls, 1)
     assert.equal(code, undefined)
     assert.match(hmail.lines.join('\n'), /internal error.*resolver exploded/)
+  })
+
+  it("an MX host behind a CNAME is answered with the CNAME target's addresses", async function () {
+    const cnameDns = await startCnameDns({
+      'cnamed.test': { mx: [{ preference: 10, exchange: 'alias.cnamed.test' }] },
+      'alias.cnamed.test': { cname: 'real.cnamed.test' },
+      'real.cnamed.test': { aaaa: ['fe80::1'], a: ['127.0.0.1'] },
+    })
+    try {
+      load({ ...ini, dns: { servers: `127.0.0.1:${cnameDns.port}`, timeout_ms: '300' } })
+      const { code, value } = await route('cnamed.test')
+      assert.equal(code, constants.ok)
+      assert.deepEqual(
+        value.map((m) => [m.exchange, m.from_dns]),
+        [['127.0.0.1', 'alias.cnamed.test']],
+      )
+    } finally {
+      await cnameDns.close()
+    }
   })
 
   it('the shipped happy_eyeballs.ini loads through Haraka config with no problem reported', function () {
