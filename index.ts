@@ -106,6 +106,12 @@ function buildState(plugin: Plugin, settings: Settings): State {
     })
     if (outbound.raceUnavailable)
       plugin.logwarn(`${LOG_PREFIX}not racing connections: ${outbound.raceUnavailable}`)
+    if (outbound.inetPrefer) {
+      plugin.logwarn(
+        `${LOG_PREFIX}outbound.ini inet_prefer=${outbound.inetPrefer} regroups every MX list by family, ` +
+          'across MX preference and after the race: set it to default and use [main] prefer',
+      )
+    }
   }
 
   return {

@@ -19,6 +19,8 @@ export interface HarakaOutbound {
   /** Why racing is off, when it is. */
   raceUnavailable?: string
   version?: string
+  /** outbound.ini inet_prefer when it is not `default`: Haraka regroups every answer by family. */
+  inetPrefer?: string
 }
 
 type SocketMaker = (options: { port: number; host: string; localAddress?: string }) => PoolSocket
@@ -61,14 +63,19 @@ export function bindHarakaOutbound(req: HarakaRequire, opts: BindOptions): Harak
   const netUtils = outbound?.net_utils
   const HarakaMx = typeof netUtils?.HarakaMx === 'function' ? netUtils.HarakaMx : undefined
 
+  const config = tryRequire(req, 'outbound/config') as
+    { cfg?: { connect_timeout?: number; inet_prefer?: string } } | undefined
+  const prefer = config?.cfg?.inet_prefer
+  const inetPrefer = prefer && prefer !== 'default' ? String(prefer) : undefined
+
   const pool = tryRequire(req, 'outbound/client_pool') as ClientPoolModule | undefined
   const shape = detectPoolShape(pool)
   if (!pool || shape === 'unknown') {
-    return { HarakaMx, version, raceUnavailable: 'outbound client pool of an unknown shape' }
+    return { HarakaMx, version, inetPrefer, raceUnavailable: 'outbound client pool of an unknown shape' }
   }
-  const config = tryRequire(req, 'outbound/config') as { cfg?: { connect_timeout?: number } } | undefined
   const createSocket = socketMaker(req, shape, netUtils)
-  if (!createSocket) return { HarakaMx, version, raceUnavailable: 'Haraka socket module not found' }
+  if (!createSocket)
+    return { HarakaMx, version, inetPrefer, raceUnavailable: 'Haraka socket module not found' }
 
   const bridge = new ClientPoolBridge({
     pool,
@@ -77,6 +84,8 @@ export function bindHarakaOutbound(req: HarakaRequire, opts: BindOptions): Harak
     onOutcome: opts.onOutcome,
     log: opts.log,
   })
-  if (!bridge.install()) return { HarakaMx, version, raceUnavailable: 'client pool could not be wrapped' }
-  return { HarakaMx, bridge, version }
+  if (!bridge.install()) {
+    return { HarakaMx, version, inetPrefer, raceUnavailable: 'client pool could not be wrapped' }
+  }
+  return { HarakaMx, bridge, version, inetPrefer }
 }

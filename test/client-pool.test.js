@@ -49,6 +49,20 @@ describe('client pool shape detection', function () {
     assert.equal(detectPoolShape({}), 'unknown')
     assert.equal(detectPoolShape({ get_client: (socketOpts, cb) => cb }), 'unknown')
   })
+  it("reports an outbound.ini inet_prefer that would regroup the plugin's order", function () {
+    const withPrefer = (value) =>
+      bindHarakaOutbound(
+        (name) => {
+          if (name === 'outbound/config') return { cfg: { connect_timeout: 30, inet_prefer: value } }
+          if (name === 'outbound/client_pool') return { get_client() {} }
+          return require(path.join(HARAKA['3.3.4'], name))
+        },
+        { onOutcome() {}, log() {} },
+      )
+    assert.equal(withPrefer('v4').inetPrefer, 'v4')
+    assert.equal(withPrefer('default').inetPrefer, undefined)
+  })
+
   it('an unknown pool leaves racing off with a reason, and keeps HarakaMx', function () {
     const out = bindHarakaOutbound(
       (name) => {
