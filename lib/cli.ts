@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util'
 import type { Family } from './classify'
 import { isDnsServer, parseSettings, type RawIni, type Settings } from './config'
 import { HealthCache } from './health'
+import { seededRandom } from './order'
 import { describePlan, planAddresses, type Plan } from './plan'
 import {
   type AttemptOutcome,
@@ -305,18 +306,6 @@ function memoDns(dns: DnsClient, onQuery: (text: string) => void): DnsClient {
     resolveMx: (name) => once(`MX ${name}`, `resolving ${name} MX…`, () => dns.resolveMx(name)),
     resolve6: (name) => once(`AAAA ${name}`, `resolving ${name} addresses…`, () => dns.resolve6(name)),
     resolve4: (name) => once(`A ${name}`, `resolving ${name} addresses…`, () => dns.resolve4(name)),
-  }
-}
-
-/** A seeded generator: the same seed gives routeDomain and the shown plan the same shuffle. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
   }
 }
 

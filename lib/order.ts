@@ -23,6 +23,18 @@ export interface OrderOptions {
 
 const other = (f: Family): Family => (f === 'ipv6' ? 'ipv4' : 'ipv6')
 
+/** A seeded random source (mulberry32) for the shuffle: the same seed, the same plan. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
 function shuffle<T>(items: T[], random: () => number): T[] {
   const out = items.slice()
   for (let i = out.length - 1; i > 0; i--) {

@@ -5,7 +5,9 @@
 const assert = require('node:assert/strict')
 const fc = require('fast-check')
 
-const { interleaveFamilies, orderCandidates, capKeepingFamilies } = require('../dist/lib/order')
+const { interleaveFamilies, orderCandidates, capKeepingFamilies, seededRandom } = require('../dist/lib/order')
+
+const seeded = seededRandom
 const { HealthCache } = require('../dist/lib/health')
 
 const family = (address) => (address.includes(':') ? 'ipv6' : 'ipv4')
@@ -17,17 +19,6 @@ const v4 = (n) => `192.0.2.${n}`
 // Deterministic random sources for the shuffle of equal-preference hosts.
 const keepOrder = () => 0.999999 // Fisher-Yates with j = i: no swap
 const alwaysZero = () => 0 // Fisher-Yates with j = 0: a rotation
-function seeded(seed) {
-  // mulberry32
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const opts = (extra = {}) => ({
   prefer: 'ipv6',

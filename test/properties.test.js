@@ -16,7 +16,7 @@ const FakeTimers = require('@sinonjs/fake-timers')
 const { classifyAddress, DEFAULT_POLICY, parseCidr } = require('../dist/lib/classify')
 const { parseSettings } = require('../dist/lib/config')
 const { HealthCache } = require('../dist/lib/health')
-const { orderCandidates } = require('../dist/lib/order')
+const { orderCandidates, seededRandom } = require('../dist/lib/order')
 const { planAddresses } = require('../dist/lib/plan')
 const { raceConnect } = require('../dist/lib/race')
 const { routeDomain } = require('../dist/lib/route')
@@ -463,18 +463,6 @@ const plannerCase = fc.record({
   health: healthArb,
   seed: fc.integer(),
 })
-
-/** mulberry32: a small seeded PRNG in [0, 1). */
-function seededRandom(seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** The case's MX hosts as planAddresses takes them, with what each address text stands for. */
 function materialize(c) {
