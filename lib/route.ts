@@ -3,8 +3,7 @@
 
 import type { Settings } from './config'
 import type { HealthCache } from './health'
-import { describePlan, describeFiltered, type Plan } from './plan'
-import { planAddresses } from './plan'
+import { describeFiltered, describePlan, type Plan, planAddresses } from './plan'
 import {
   describeFailures,
   describeTimeline,
