@@ -7,9 +7,9 @@ import netUtils from 'haraka-net-utils'
 import { parseSettings, type RawIni, type Settings } from './lib/config'
 import { HealthCache } from './lib/health'
 import { bindHarakaOutbound, type HarakaOutbound, type MxClass } from './lib/haraka-outbound'
-import { describeSocketError, type RaceTarget } from './lib/race'
+import { describeSocketError } from './lib/race'
 import { makeDnsClient, type DnsClient } from './lib/resolve'
-import { explainExhausted, type MxEntry, routeDomain, type Route, type Status } from './lib/route'
+import { explainExhausted, routeDomain, type Route, type Status } from './lib/route'
 
 type Next = (code?: number, msg?: unknown) => void
 
@@ -182,7 +182,7 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
       answerBy: performance.now() + timeoutMs * 0.8,
     })
       .then((route) => {
-        if (route.action === 'deliver' && bridge?.ready) bridge.plan(route.entries.map(toTarget))
+        if (route.action === 'deliver' && bridge?.ready) bridge.plan(route.targets)
         answer(this, hmail, route, once)
       })
       .catch(stepAside)
@@ -199,17 +199,6 @@ function logTo(hmail: HMail, level: 'info' | 'warn' | 'error', msg: string): voi
     else hmail.logerror(LOG_PREFIX + msg)
   } catch {
     // nothing better to log to
-  }
-}
-
-function toTarget(e: MxEntry): RaceTarget {
-  return {
-    address: e.exchange,
-    family: e.exchange.includes(':') ? 'ipv6' : 'ipv4',
-    exchange: e.from_dns,
-    preference: e.priority,
-    port: e.port,
-    ...(e.bind ? { bind: e.bind } : {}),
   }
 }
 

@@ -53,6 +53,11 @@ if (args.help) {
   process.exit(0)
 }
 
+/** Stock Haraka's failed connects in its first run, as `error; error`. */
+function stockFailures(runsInfo) {
+  return runsInfo.stock[0].failed.map((l) => l.replace(/^.*Failed to get socket: /, '')).join('; ')
+}
+
 function fail(msg) {
   console.error(`${msg}\n${USAGE}`)
   process.exit(2)
@@ -217,9 +222,7 @@ const SCENARIOS = [
           target: `plugin < 500 ms and ≥ 50× faster: ${met ? 'met' : 'MISSED'} (${fmtMs(plugin)}, ${ratio.toFixed(1)}×)`,
           details: [
             `MX hole.bench → mx.hole.bench: AAAA ::1 (black hole), A 127.0.0.1 (sink).`,
-            `Stock: ${runsInfo.stock[0].failed.length} failed attempt(s) per message: ${runsInfo.stock[0].failed
-              .map((l) => l.replace(/^.*Failed to get socket: /, ''))
-              .join('; ')}.`,
+            `Stock: ${runsInfo.stock[0].failed.length} failed attempt(s) per message: ${stockFailures(runsInfo)}.`,
             `Plugin log (run 1): \`${runsInfo.plugin[0].plugin.line}\``,
           ],
           samples,
@@ -261,9 +264,7 @@ const SCENARIOS = [
           details: [
             'MX 10 mx1.two.bench: AAAA ::1, ::1 (black hole), A 127.0.0.1 (sink); ' +
               'MX 20 mx2.two.bench: AAAA ::1, ::1, A 127.0.0.2 (sink).',
-            `Stock: ${runsInfo.stock[0].failed.length} failed attempt(s) per message: ${runsInfo.stock[0].failed
-              .map((l) => l.replace(/^.*Failed to get socket: /, ''))
-              .join('; ')}.`,
+            `Stock: ${runsInfo.stock[0].failed.length} failed attempt(s) per message: ${stockFailures(runsInfo)}.`,
             `Plugin log (run 1): \`${runsInfo.plugin[0].plugin.line}\``,
           ],
           samples,
@@ -316,9 +317,7 @@ const SCENARIOS = [
           ],
           details: [
             `MX seed.bench → mx.seed.bench: AAAA ${LINK_LOCAL}, A 127.0.0.1 (sink).`,
-            `Stock attempts: its \`Failed to get socket\` lines plus the connect that worked: ${runsInfo.stock[0].failed
-              .map((l) => l.replace(/^.*Failed to get socket: /, ''))
-              .join('; ')}.`,
+            `Stock attempts: its \`Failed to get socket\` lines plus the connect that worked: ${stockFailures(runsInfo)}.`,
             `Plugin attempts: the entries of its race timeline. Log (run 1): \`${runsInfo.plugin[0].plugin.line}\``,
           ],
           samples,

@@ -58,6 +58,18 @@ function deliveredFields(line) {
   }
 }
 
+/** Haraka's delivered line and the sink's receipt time, as two aligned lines. */
+function describeDelivery(r) {
+  const d = deliveredFields(r.outcome.line)
+  return columns(
+    [
+      ['Haraka', `delivered to ${d.host} ip=${d.ip} port=${d.port}, reply ${d.response}`],
+      ['sink', `received after ${fmtMs(r.ms)} (injection → sink receipt)`],
+    ],
+    { indent: '  ' },
+  )
+}
+
 async function pluginRun(dns) {
   const scope = lib.makeScope('plugin run')
   try {
@@ -118,18 +130,12 @@ async function pluginRun(dns) {
       out(`  NOT delivered: ${r.outcome.line}`)
       return { ok: false }
     }
-    const d = deliveredFields(r.outcome.line)
-    out(
-      columns(
-        [
-          ['Haraka', `delivered to ${d.host} ip=${d.ip} port=${d.port}, reply ${d.response}`],
-          ['sink', `received after ${fmtMs(r.ms)} (injection → sink receipt)`],
-        ],
-        { indent: '  ' },
-      ),
-    )
+    out(describeDelivery(r))
     out(`\n  log: ${parsed.line}`)
-    const ok = Boolean(r.message) && d.ip === '127.0.0.1' && parsed.winner === '127.0.0.1'
+    const ok =
+      Boolean(r.message) &&
+      deliveredFields(r.outcome.line).ip === '127.0.0.1' &&
+      parsed.winner === '127.0.0.1'
     return { ok, ms: r.ms, race: parsed.race, filtered: parsed.filtered.length }
   } finally {
     await scope.close()
@@ -192,16 +198,7 @@ async function stockRun(dns) {
       out(`  NOT delivered: ${r.outcome.line}`)
       return { ok: false, attempts: fails.length }
     }
-    const d = deliveredFields(r.outcome.line)
-    out(
-      columns(
-        [
-          ['Haraka', `delivered to ${d.host} ip=${d.ip} port=${d.port}, reply ${d.response}`],
-          ['sink', `received after ${fmtMs(r.ms)} (injection → sink receipt)`],
-        ],
-        { indent: '  ' },
-      ),
-    )
+    out(describeDelivery(r))
     return { ok: Boolean(r.message), ms: r.ms, attempts: fails.length, waited: longest.waited }
   } finally {
     await scope.close()

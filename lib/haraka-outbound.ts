@@ -18,7 +18,6 @@ export interface HarakaOutbound {
   bridge?: ClientPoolBridge
   /** Why racing is off, when it is. */
   raceUnavailable?: string
-  version?: string
   /** outbound.ini inet_prefer when it is not `default`: Haraka regroups every answer by family. */
   inetPrefer?: string
 }
@@ -58,7 +57,6 @@ export interface BindOptions {
 }
 
 export function bindHarakaOutbound(req: HarakaRequire, opts: BindOptions): HarakaOutbound {
-  const version = (tryRequire(req, 'package.json') as { version?: string } | undefined)?.version
   const outbound = tryRequire(req, 'outbound') as { net_utils?: { HarakaMx?: MxClass } } | undefined
   const netUtils = outbound?.net_utils
   const HarakaMx = typeof netUtils?.HarakaMx === 'function' ? netUtils.HarakaMx : undefined
@@ -71,11 +69,10 @@ export function bindHarakaOutbound(req: HarakaRequire, opts: BindOptions): Harak
   const pool = tryRequire(req, 'outbound/client_pool') as ClientPoolModule | undefined
   const shape = detectPoolShape(pool)
   if (!pool || shape === 'unknown') {
-    return { HarakaMx, version, inetPrefer, raceUnavailable: 'outbound client pool of an unknown shape' }
+    return { HarakaMx, inetPrefer, raceUnavailable: 'outbound client pool of an unknown shape' }
   }
   const createSocket = socketMaker(req, shape, netUtils)
-  if (!createSocket)
-    return { HarakaMx, version, inetPrefer, raceUnavailable: 'Haraka socket module not found' }
+  if (!createSocket) return { HarakaMx, inetPrefer, raceUnavailable: 'Haraka socket module not found' }
 
   const bridge = new ClientPoolBridge({
     pool,
@@ -85,7 +82,7 @@ export function bindHarakaOutbound(req: HarakaRequire, opts: BindOptions): Harak
     log: opts.log,
   })
   if (!bridge.install()) {
-    return { HarakaMx, version, inetPrefer, raceUnavailable: 'client pool could not be wrapped' }
+    return { HarakaMx, inetPrefer, raceUnavailable: 'client pool could not be wrapped' }
   }
-  return { HarakaMx, bridge, version, inetPrefer }
+  return { HarakaMx, bridge, inetPrefer }
 }

@@ -31,7 +31,7 @@ export interface Status {
 }
 
 export type Route =
-  | { action: 'deliver'; entries: MxEntry[]; winner?: RaceTarget; log: string }
+  | { action: 'deliver'; targets: RaceTarget[]; entries: MxEntry[]; log: string }
   | { action: 'null-mx'; log: string }
   | { action: 'defer'; status: Status; reason: string; log: string }
   | { action: 'bounce'; status: Status; reason: string; log: string }
@@ -144,7 +144,7 @@ export async function routeDomain<S extends RaceSocket>(domain: string, deps: Ro
   const targets = targetsOf(plan, settings)
   const { racer } = deps
   if (!racer || !settings.race.enabled) {
-    return { action: 'deliver', entries: entriesOf(targets), log: planLine }
+    return { action: 'deliver', targets, entries: entriesOf(targets), log: planLine }
   }
 
   const result = await raceConnect(targets, {
@@ -167,10 +167,11 @@ export async function routeDomain<S extends RaceSocket>(domain: string, deps: Ro
 
   const { target, socket } = result.winner
   racer.hold(target, socket)
+  const ordered = afterRace(targets, result)
   return {
     action: 'deliver',
-    entries: entriesOf(afterRace(targets, result)),
-    winner: target,
+    targets: ordered,
+    entries: entriesOf(ordered),
     log: `${planLine}; ${timeline}; winner ${target.address}`,
   }
 }
