@@ -58,115 +58,172 @@ export function describeSocketError(err: unknown): string {
 
 const noop = (): void => {}
 
+/** One race: its attempts, the sockets still trying, and where the schedule stands. */
+interface RaceContext<S extends RaceSocket> {
+  targets: RaceTarget[]
+  opts: RaceOptions<S>
+  now: () => number
+  t0: number
+  attempts: AttemptRecord[]
+  live: Map<number, S>
+  /** Index of the next target to start. */
+  next: number
+  /** now() when the latest attempt started, and when its MX preference group started. */
+  lastStartAt: number
+  groupStartAt: number
+  /** An attempt failed after the latest one started: the next one is due at once. */
+  failedSinceStart: boolean
+  deadlineAt: number
+  timer?: NodeJS.Timeout
+  done: boolean
+  resolve(result: RaceResult<S>): void
+}
+
+const since = (ctx: RaceContext<RaceSocket>): number => Math.round(ctx.now() - ctx.t0)
+
+/**
+ * now()-time at which the next target is due (RFC 8305 §5), or undefined when none is left.
+ * Inside a group: a failure starts it at once, else the attempt delay after the latest
+ * start. A lower-preference group: at once when nothing of the current group is still
+ * trying, else once both the attempt delay and the group delay have passed.
+ */
+function nextDueAt(ctx: RaceContext<RaceSocket>): number | undefined {
+  const { targets, next, opts } = ctx
+  if (next >= targets.length) return undefined
+  if (next === 0) return ctx.t0
+  const current = targets[next - 1].preference
+  if (targets[next].preference === current) {
+    return ctx.failedSinceStart ? ctx.now() : ctx.lastStartAt + opts.attemptDelayMs
+  }
+  const groupLive = [...ctx.live.keys()].some((i) => targets[i].preference === current)
+  if (!groupLive) return ctx.now()
+  return Math.max(ctx.lastStartAt + opts.attemptDelayMs, ctx.groupStartAt + opts.groupDelayMs)
+}
+
+/**
+ * The one place the race moves on: after every transition it starts whatever is due, ends
+ * the race when nothing is left to wait for, and arms the single timer for the next due
+ * start or the deadline, whichever comes first.
+ */
+function advance<S extends RaceSocket>(ctx: RaceContext<S>): void {
+  clearTimeout(ctx.timer)
+  ctx.timer = undefined
+  if (ctx.done) return
+  if (ctx.now() >= ctx.deadlineAt) return timeOut(ctx)
+  let due = nextDueAt(ctx)
+  while (due !== undefined && due <= ctx.now()) {
+    startAttempt(ctx)
+    if (ctx.done) return
+    due = nextDueAt(ctx)
+  }
+  if (due === undefined && ctx.live.size === 0) return finish(ctx)
+  const wakeAt = Math.min(due ?? Infinity, ctx.deadlineAt)
+  ctx.timer = setTimeout(() => advance(ctx), Math.max(0, wakeAt - ctx.now()))
+}
+
+function startAttempt<S extends RaceSocket>(ctx: RaceContext<S>): void {
+  const i = ctx.next++
+  const target = ctx.targets[i]
+  const startedAt = ctx.now()
+  if (i === 0 || ctx.targets[i - 1].preference !== target.preference) ctx.groupStartAt = startedAt
+  ctx.lastStartAt = startedAt
+  ctx.failedSinceStart = false
+  const record: AttemptRecord = { target, startMs: since(ctx), outcome: 'pending' }
+  ctx.attempts.push(record)
+
+  let socket: S
+  try {
+    socket = ctx.opts.connect(target)
+  } catch (err) {
+    settleFailure(ctx, i, describeSocketError(err))
+    return
+  }
+  ctx.live.set(i, socket)
+  socket.once('connect', () => {
+    // A completion after the race ended, or of an attempt already settled, is stale.
+    if (ctx.done || record.outcome !== 'pending') return
+    // The deadline wins a tie: a connect on the deadline's own millisecond is too late.
+    if (ctx.now() >= ctx.deadlineAt) return timeOut(ctx)
+    record.outcome = 'connected'
+    record.endMs = since(ctx)
+    finish(ctx, i)
+  })
+  socket.once('error', (err: unknown) => {
+    socket.on('error', noop)
+    socket.destroy()
+    if (ctx.done || record.outcome !== 'pending') return
+    ctx.live.delete(i)
+    settleFailure(ctx, i, describeSocketError(err))
+    advance(ctx)
+  })
+}
+
+/** Records a failed attempt; the caller advances the race. */
+function settleFailure(ctx: RaceContext<RaceSocket>, i: number, error: string): void {
+  const record = ctx.attempts[i]
+  record.outcome = 'failed'
+  record.error = error
+  record.endMs = since(ctx)
+  ctx.failedSinceStart = true
+}
+
+function timeOut<S extends RaceSocket>(ctx: RaceContext<S>): void {
+  for (const i of ctx.live.keys()) {
+    const record = ctx.attempts[i]
+    record.outcome = 'timed out'
+    record.error = `no answer in ${since(ctx) - record.startMs} ms`
+  }
+  finish(ctx)
+}
+
+/** Ends the race: every live socket but the winner's is destroyed, listeners and all. */
+function finish<S extends RaceSocket>(ctx: RaceContext<S>, winner?: number): void {
+  ctx.done = true
+  clearTimeout(ctx.timer)
+  ctx.timer = undefined
+  for (const [i, socket] of ctx.live) {
+    if (i === winner) continue
+    const record = ctx.attempts[i]
+    if (record.outcome === 'pending') record.outcome = 'cancelled'
+    record.endMs = since(ctx)
+    socket.removeAllListeners('connect')
+    socket.on('error', noop) // a late error from a destroyed loser must not throw
+    socket.destroy()
+  }
+  const socket = winner === undefined ? undefined : ctx.live.get(winner)
+  ctx.live.clear()
+  ctx.resolve({
+    winner:
+      winner === undefined || !socket ? undefined : { index: winner, target: ctx.targets[winner], socket },
+    attempts: ctx.attempts,
+    elapsedMs: since(ctx),
+  })
+}
+
 export function raceConnect<S extends RaceSocket>(
   targets: RaceTarget[],
   opts: RaceOptions<S>,
 ): Promise<RaceResult<S>> {
-  const now = opts.now ?? (() => performance.now())
-  const t0 = now()
-  const since = (): number => Math.round(now() - t0)
   if (!targets.length) return Promise.resolve({ attempts: [], elapsedMs: 0 })
-
+  const now = opts.now ?? (() => performance.now())
   return new Promise((resolve) => {
-    const attempts: AttemptRecord[] = []
-    const live = new Map<number, S>()
-    let next = 0
-    let groupStartedAt = t0
-    let done = false
-    let stepTimer: NodeJS.Timeout | undefined
-
-    const finish = (winner?: number): void => {
-      done = true
-      clearTimeout(stepTimer)
-      clearTimeout(deadlineTimer)
-      for (const [i, socket] of live) {
-        if (i === winner) continue
-        const rec = attempts[i]
-        rec.outcome = rec.outcome === 'pending' ? 'cancelled' : rec.outcome
-        rec.endMs = since()
-        socket.removeAllListeners('connect')
-        socket.on('error', noop) // a late error from a destroyed loser must not throw
-        socket.destroy()
-      }
-      const socket = winner === undefined ? undefined : live.get(winner)
-      live.clear()
-      resolve({
-        winner:
-          winner === undefined || !socket ? undefined : { index: winner, target: targets[winner], socket },
-        attempts,
-        elapsedMs: since(),
-      })
+    const t0 = now()
+    const ctx: RaceContext<S> = {
+      targets,
+      opts,
+      now,
+      t0,
+      attempts: [],
+      live: new Map(),
+      next: 0,
+      lastStartAt: t0,
+      groupStartAt: t0,
+      failedSinceStart: false,
+      deadlineAt: t0 + opts.deadlineMs,
+      done: false,
+      resolve,
     }
-
-    const groupIsLive = (preference: number): boolean =>
-      [...live.keys()].some((i) => targets[i].preference === preference)
-
-    const scheduleNext = (): void => {
-      clearTimeout(stepTimer)
-      if (done || next >= targets.length) return
-      const sameGroup = targets[next].preference === targets[next - 1].preference
-      const delay = sameGroup
-        ? opts.attemptDelayMs
-        : Math.max(opts.attemptDelayMs, groupStartedAt + opts.groupDelayMs - now())
-      stepTimer = setTimeout(start, delay)
-    }
-
-    const onFailure = (i: number, error: string): void => {
-      if (done) return
-      const rec = attempts[i]
-      rec.outcome = 'failed'
-      rec.error = error
-      rec.endMs = since()
-      live.delete(i)
-      if (next >= targets.length) {
-        if (live.size === 0) finish()
-        return
-      }
-      // A failed attempt starts the next one at once, inside the group; the next group
-      // only once nothing of the current group is still trying.
-      const current = targets[next - 1].preference
-      if (targets[next].preference === current || !groupIsLive(current)) start()
-    }
-
-    function start(): void {
-      clearTimeout(stepTimer)
-      if (done || next >= targets.length) return
-      const i = next++
-      const target = targets[i]
-      if (i === 0 || targets[i - 1].preference !== target.preference) groupStartedAt = now()
-      attempts.push({ target, startMs: since(), outcome: 'pending' })
-
-      let socket: S
-      try {
-        socket = opts.connect(target)
-      } catch (err) {
-        onFailure(i, describeSocketError(err))
-        return
-      }
-      live.set(i, socket)
-      socket.once('connect', () => {
-        if (done) return
-        attempts[i].outcome = 'connected'
-        attempts[i].endMs = since()
-        finish(i)
-      })
-      socket.once('error', (err: unknown) => {
-        socket.on('error', noop)
-        socket.destroy()
-        onFailure(i, describeSocketError(err))
-      })
-      scheduleNext()
-    }
-
-    const deadlineTimer = setTimeout(() => {
-      for (const i of live.keys()) {
-        const rec = attempts[i]
-        rec.outcome = 'timed out'
-        rec.error = `no answer in ${since() - rec.startMs} ms`
-      }
-      finish()
-    }, opts.deadlineMs)
-    start()
+    advance(ctx)
   })
 }
 

@@ -1158,5 +1158,98 @@ describe('properties (fast-check, 10,000 cases each)', function () {
         }),
       )
     })
+
+    /**
+     * The RFC 8305 §5 schedule, restated as a discrete-event simulation over the scripted
+     * fates: when each attempt must start. `ambiguous` marks cases where two events fall on
+     * the same millisecond and the order the event loop runs them in decides the outcome.
+     */
+    function scheduledStarts(rc, spec, targets) {
+      const n = targets.length
+      const starts = []
+      const live = new Set()
+      const ends = [] // { at, i, kind }
+      let now = 0
+      let failedSinceStart = false
+      let lastStart = 0
+      let groupStart = 0
+      let ambiguous = false
+      const due = () => {
+        const next = starts.length
+        if (next >= n) return Infinity
+        if (next === 0) return 0
+        const current = targets[next - 1].preference
+        if (targets[next].preference === current)
+          return failedSinceStart ? now : lastStart + rc.attemptDelayMs
+        if (![...live].some((i) => targets[i].preference === current)) return now
+        return Math.max(lastStart + rc.attemptDelayMs, groupStart + rc.groupDelayMs)
+      }
+      for (let guard = 0; guard < 10000; guard++) {
+        while (due() <= now && now < rc.deadlineMs) {
+          const i = starts.length
+          if (i === 0 || targets[i - 1].preference !== targets[i].preference) groupStart = now
+          lastStart = now
+          failedSinceStart = false
+          starts.push(now)
+          const fate = spec[i].fate
+          if (fate.kind === 'throws') failedSinceStart = true
+          else {
+            live.add(i)
+            if (fate.kind !== 'never') ends.push({ at: now + fate.t, i, kind: fate.kind })
+          }
+        }
+        if (starts.length >= n && live.size === 0) break
+        const pending = ends.filter((e) => live.has(e.i))
+        const endAt = Math.min(...pending.map((e) => e.at))
+        const dueAt = due()
+        if (endAt === dueAt || endAt === rc.deadlineMs) ambiguous = true
+        now = Math.min(endAt, dueAt, rc.deadlineMs)
+        if (now >= rc.deadlineMs && endAt >= rc.deadlineMs) break
+        if (now !== endAt) continue
+        const at = pending.filter((e) => e.at === endAt)
+        if (at.some((e) => e.kind === 'connect')) {
+          if (at.some((e) => e.kind === 'error')) ambiguous = true
+          break
+        }
+        for (const e of at) live.delete(e.i)
+        failedSinceStart = true
+      }
+      return { starts, ambiguous }
+    }
+
+    it('every attempt starts when the RFC 8305 schedule says: attempt delay, at once after a failure, group delay', async function () {
+      await check(
+        fc.asyncProperty(raceCase, async (rc) => {
+          const { targets, spec, started } = await runRace(rc)
+          const expected = scheduledStarts(rc, spec, targets)
+          fc.pre(!expected.ambiguous)
+          assert.deepEqual(
+            started.map((s) => s.at),
+            expected.starts,
+            `attempt delay ${rc.attemptDelayMs}, group delay ${rc.groupDelayMs}, deadline ${rc.deadlineMs}`,
+          )
+        }),
+      )
+    })
+
+    it('a connect that throws for the last address of a group, while the group still tries, keeps the group delay', async function () {
+      // Group 10: one silent address, then one whose connect throws; group 20 connects at once.
+      const spec = [
+        { group: 0, fate: { kind: 'never' } },
+        { group: 0, fate: { kind: 'throws' } },
+        { group: 1, fate: { kind: 'connect', t: 1 } },
+      ]
+      const { started, result } = await runRace({
+        targets: spec,
+        attemptDelayMs: 250,
+        groupDelayMs: 2000,
+        deadlineMs: 15000,
+      })
+      assert.deepEqual(
+        started.map((s) => s.at),
+        [0, 250, 2000],
+      )
+      assert.equal(result.winner.index, 2)
+    })
   })
 })
