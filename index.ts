@@ -59,8 +59,10 @@ const LOG_PREFIX = 'happy-eyeballs: '
 export function register(this: Plugin): void {
   this.load_happy_eyeballs_ini()
   this.register_hook('get_mx', 'route_mx', 50)
-  this.register_hook('deferred', 'explain_deferral')
-  this.register_hook('bounce', 'explain_bounce')
+  // First of all deferred/bounce hooks, wherever config/plugins lists this plugin: every
+  // other plugin's hook and Haraka's own "Temp failing" line then read the explained reason.
+  this.register_hook('deferred', 'explain_deferral', -100)
+  this.register_hook('bounce', 'explain_bounce', -100)
 }
 
 export function load_happy_eyeballs_ini(this: Plugin): void {

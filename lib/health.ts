@@ -10,6 +10,11 @@ export interface ConnectOutcome {
   ok: boolean
   /** Error text for a failure, e.g. `ECONNREFUSED` or `no answer in 250 ms`. */
   error?: string
+  /**
+   * Not a failure: the address had not answered after a whole attempt delay when another
+   * address won the race. It may move the address back in the order; it is never an error.
+   */
+  slow?: boolean
   latencyMs: number
   /** Epoch ms when it was seen. */
   at: number
@@ -18,6 +23,9 @@ export interface ConnectOutcome {
 export interface HealthView {
   addressFailed(address: string): boolean
   familyFailed(exchange: string, family: Family): boolean
+  /** Lost a race without an answer (see ConnectOutcome.slow); absent: nothing is slow. */
+  addressSlow?(address: string): boolean
+  familySlow?(exchange: string, family: Family): boolean
 }
 
 export interface HealthOptions {
@@ -29,6 +37,8 @@ export interface HealthOptions {
 
 const addressKey = (address: string): string => `a ${address}`
 const familyKey = (exchange: string, family: Family): string => `f ${exchange.toLowerCase()} ${family}`
+
+const isFailure = (o: ConnectOutcome | undefined): boolean => Boolean(o && !o.ok && !o.slow)
 
 export class HealthCache implements HealthView {
   private readonly entries: LRUCache<string, ConnectOutcome> | undefined
@@ -53,13 +63,19 @@ export class HealthCache implements HealthView {
   }
 
   addressFailed(address: string): boolean {
-    const o = this.entries?.get(addressKey(address))
-    return Boolean(o && !o.ok)
+    return isFailure(this.entries?.get(addressKey(address)))
   }
 
   familyFailed(exchange: string, family: Family): boolean {
-    const o = this.entries?.get(familyKey(exchange, family))
-    return Boolean(o && !o.ok)
+    return isFailure(this.entries?.get(familyKey(exchange, family)))
+  }
+
+  addressSlow(address: string): boolean {
+    return Boolean(this.entries?.get(addressKey(address))?.slow)
+  }
+
+  familySlow(exchange: string, family: Family): boolean {
+    return Boolean(this.entries?.get(familyKey(exchange, family))?.slow)
   }
 
   lookup(address: string): ConnectOutcome | undefined {

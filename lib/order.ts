@@ -56,20 +56,30 @@ export function interleaveFamilies<T>(first: T[], second: T[], firstCount: numbe
   return out
 }
 
+/** 2 failed recently, 1 lost a race without answering (slow), 0 nothing against it. */
+function addressDemotion(address: string, health: HealthView): number {
+  if (health.addressFailed(address)) return 2
+  return health.addressSlow?.(address) ? 1 : 0
+}
+
+const familyDemoted = (health: HealthView, exchange: string, family: Family): boolean =>
+  health.familyFailed(exchange, family) || Boolean(health.familySlow?.(exchange, family))
+
 /**
- * The family to start a group with: the preferred one, unless it failed recently for every
- * host of the group that has it while the other family did not fail for all of its hosts.
+ * The family to start a group with: the preferred one, unless it failed or was slow
+ * recently for every host of the group that has it while the other family was not, for
+ * all of its hosts.
  */
 function leadingFamily(group: Candidate[], opts: OrderOptions): Family {
   const { prefer, health } = opts
   if (!health) return prefer
-  const failedEverywhere = (family: Family): boolean => {
+  const demotedEverywhere = (family: Family): boolean => {
     const hosts = new Set(group.filter((c) => c.family === family).map((c) => c.exchange))
-    return hosts.size > 0 && [...hosts].every((h) => health.familyFailed(h, family))
+    return hosts.size > 0 && [...hosts].every((h) => familyDemoted(health, h, family))
   }
   const alt = other(prefer)
   const altPresent = group.some((c) => c.family === alt)
-  return failedEverywhere(prefer) && altPresent && !failedEverywhere(alt) ? alt : prefer
+  return demotedEverywhere(prefer) && altPresent && !demotedEverywhere(alt) ? alt : prefer
 }
 
 function orderGroup(group: Candidate[], opts: OrderOptions, random: () => number): Candidate[] {
@@ -82,13 +92,11 @@ function orderGroup(group: Candidate[], opts: OrderOptions, random: () => number
     sorted.filter((c) => c.family !== lead),
     opts.firstFamilyCount,
   )
-  // Recently failed addresses go to the back of their group, never away.
+  // Slow addresses go behind the others of their group, recently failed ones last; never away.
   const { health } = opts
   if (!health) return ordered
-  return [
-    ...ordered.filter((c) => !health.addressFailed(c.address)),
-    ...ordered.filter((c) => health.addressFailed(c.address)),
-  ]
+  const rank = new Map(ordered.map((c) => [c, addressDemotion(c.address, health)]))
+  return ordered.slice().sort((a, b) => (rank.get(a) as number) - (rank.get(b) as number))
 }
 
 /** Keeps the first `max`, but never drops the last address of a family that has one. */

@@ -177,8 +177,9 @@ export async function routeDomain<S extends RaceSocket>(domain: string, deps: Ro
 }
 
 /**
- * Feeds the health cache: every connect and every error, and an attempt cancelled after
- * waiting a whole attempt delay without an answer, which is how a black hole looks.
+ * Feeds the health cache: every connect and every error, and, as "slow" (never as an error),
+ * an attempt that lost the race after waiting a whole attempt delay without an answer, which
+ * is how a black hole looks, and a slow but working path too.
  */
 export function recordRace(
   health: HealthCache,
@@ -191,10 +192,11 @@ export function recordRace(
     const { address, family, exchange } = a.target
     if (a.outcome === 'connected')
       health.record(address, family, exchange, { ok: true, latencyMs: waited, at })
-    else if (a.outcome === 'failed' || a.outcome === 'timed out' || waited >= attemptDelayMs) {
+    else if (a.outcome === 'failed' || a.outcome === 'timed out') {
       const error = a.error ?? `no answer in ${waited} ms`
       health.record(address, family, exchange, { ok: false, error, latencyMs: waited, at })
-    }
+    } else if (a.outcome === 'cancelled' && waited >= attemptDelayMs)
+      health.record(address, family, exchange, { ok: false, slow: true, latencyMs: waited, at })
   }
 }
 
@@ -215,6 +217,7 @@ export function explainExhausted(
       connected = true
       return `${address}: connected, then the SMTP session failed`
     }
+    if (last.slow) return `${address}: not tried after losing the race (no answer in ${last.latencyMs} ms)`
     return `${address}: ${last.error ?? 'failed'}`
   })
   const status = connected ? STATUS.badConnection : STATUS.noAnswer

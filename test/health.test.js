@@ -68,6 +68,26 @@ describe('health', () => {
       assert.equal(cache.size, 1)
     })
 
+    it('an attempt that only lost a race is remembered as slow, never as a failure', () => {
+      const { cache } = fakeClockCache({ ttlMs: 60_000, maxEntries: 100 })
+      cache.record(V6, 'ipv6', MX, { ok: false, slow: true, latencyMs: 251, at: 0 })
+      assert.equal(cache.addressFailed(V6), false)
+      assert.equal(cache.familyFailed(MX, 'ipv6'), false)
+      assert.equal(cache.addressSlow(V6), true)
+      assert.equal(cache.familySlow(MX, 'ipv6'), true)
+      assert.equal(cache.lookup(V6).error, undefined)
+    })
+
+    it('a failure is not slow, and a connect after a slow race clears it', () => {
+      const { cache } = fakeClockCache({ ttlMs: 60_000, maxEntries: 100 })
+      cache.record(V4, 'ipv4', MX, failure())
+      assert.equal(cache.addressSlow(V4), false)
+      cache.record(V6, 'ipv6', MX, { ok: false, slow: true, latencyMs: 251, at: 0 })
+      cache.record(V6, 'ipv6', MX, success())
+      assert.equal(cache.addressSlow(V6), false)
+      assert.equal(cache.familySlow(MX, 'ipv6'), false)
+    })
+
     it('a success is remembered but is no failure', () => {
       const { cache } = fakeClockCache({ ttlMs: 60_000, maxEntries: 100 })
       cache.record(V4, 'ipv4', MX, success())

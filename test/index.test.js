@@ -99,15 +99,20 @@ describe('get_mx hook (route_mx) against a DNS server on loopback', function () 
     load()
   })
 
-  it('registers get_mx at priority 50 so routing plugins answer first', function () {
+  it('registers get_mx at priority 50 so routing plugins answer first, deferred and bounce first of all', function () {
     const hooks = []
     const p = fixtures.makePlugin('happy-eyeballs', { register: false })
     p.config.get = () => ({})
     p.register_hook = (hook, method, priority) => hooks.push([hook, method, priority])
     p.register()
     assert.deepEqual(hooks[0], ['get_mx', 'route_mx', 50])
-    assert.ok(hooks.some(([h]) => h === 'deferred'))
-    assert.ok(hooks.some(([h]) => h === 'bounce'))
+    assert.deepEqual(
+      hooks.filter(([h]) => h === 'deferred' || h === 'bounce'),
+      [
+        ['deferred', 'explain_deferral', -100],
+        ['bounce', 'explain_bounce', -100],
+      ],
+    )
   })
 
   it('an MX with a link-local AAAA and a good A answers only the A, as an IP literal', async function () {

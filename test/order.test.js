@@ -31,11 +31,13 @@ const opts = (extra = {}) => ({
 const addresses = (list) => list.map((c) => c.address)
 const hostsInOrder = (list) => [...new Set(list.map((c) => c.exchange))]
 
-// A HealthView from plain sets: failed addresses, and failed `exchange family` pairs.
-function fakeHealth({ addresses: failedAddresses = [], families = [] } = {}) {
+// A HealthView from plain sets: failed and slow addresses, failed and slow `exchange family` pairs.
+function fakeHealth({ addresses: failedAddresses = [], families = [], slow = [], slowFamilies = [] } = {}) {
   return {
     addressFailed: (a) => failedAddresses.includes(a),
     familyFailed: (h, f) => families.includes(`${h} ${f}`),
+    addressSlow: (a) => slow.includes(a),
+    familySlow: (h, f) => slowFamilies.includes(`${h} ${f}`),
   }
 }
 
@@ -381,6 +383,23 @@ describe('order', () => {
       it('several failed addresses keep their relative order at the back of their group', () => {
         const out = orderCandidates(input, opts({ health: fakeHealth({ addresses: [v4(1), v6(1)] }) }))
         assert.deepEqual(addresses(out), [v6(2), v4(2), v6(1), v4(1), v6(3), v4(3)])
+      })
+
+      it('a slow address goes behind the healthy ones of its group but before the failed ones', () => {
+        const health = fakeHealth({ addresses: [v4(1)], slow: [v6(1)] })
+        const out = orderCandidates(input, opts({ health }))
+        assert.deepEqual(addresses(out), [v6(2), v4(2), v6(1), v4(1), v6(3), v4(3)])
+      })
+
+      it('a family that was slow for every host of a group gives the lead to the other family', () => {
+        const group = [
+          cand(v6(1), 'mx1.example', 10),
+          cand(v4(1), 'mx1.example', 10),
+          cand(v6(2), 'mx2.example', 10),
+          cand(v4(2), 'mx2.example', 10),
+        ]
+        const health = fakeHealth({ slowFamilies: ['mx1.example ipv6', 'mx2.example ipv6'] })
+        assert.deepEqual(addresses(orderCandidates(group, opts({ health }))), [v4(1), v6(1), v4(2), v6(2)])
       })
 
       it('a family that failed for every host of a group makes that group lead with the other family', () => {

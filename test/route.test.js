@@ -1,0 +1,87 @@
+'use strict'
+
+const assert = require('node:assert/strict')
+
+const { HealthCache } = require('../dist/lib/health')
+const { recordRace, explainExhausted } = require('../dist/lib/route')
+
+const MX = 'mx.example.com'
+const target = (address) => ({
+  address,
+  family: address.includes(':') ? 'ipv6' : 'ipv4',
+  exchange: MX,
+  preference: 10,
+  port: 25,
+})
+
+describe('route: what a race teaches the health cache', () => {
+  const V6 = '2001:db8::25'
+  const V4 = '192.0.2.25'
+  const cache = () => new HealthCache({ ttlMs: 60_000, maxEntries: 100 })
+
+  it('an attempt that lost the race after a whole attempt delay is slow, never an error', () => {
+    const health = cache()
+    recordRace(
+      health,
+      {
+        attempts: [
+          { target: target(V6), startMs: 0, endMs: 253, outcome: 'cancelled' },
+          { target: target(V4), startMs: 250, endMs: 253, outcome: 'connected' },
+        ],
+        elapsedMs: 253,
+        winner: undefined,
+      },
+      250,
+    )
+    assert.equal(health.addressFailed(V6), false)
+    assert.equal(health.familyFailed(MX, 'ipv6'), false)
+    assert.equal(health.addressSlow(V6), true)
+    assert.equal(health.lookup(V6).error, undefined)
+    assert.equal(health.lookup(V4).ok, true)
+  })
+
+  it('an attempt cancelled before the attempt delay ran out teaches nothing', () => {
+    const health = cache()
+    recordRace(
+      health,
+      {
+        attempts: [
+          { target: target(V6), startMs: 0, endMs: 40, outcome: 'cancelled' },
+          { target: target(V4), startMs: 10, endMs: 40, outcome: 'connected' },
+        ],
+        elapsedMs: 40,
+      },
+      250,
+    )
+    assert.equal(health.lookup(V6), undefined)
+  })
+
+  it('a refused or timed-out attempt is a failure with its error', () => {
+    const health = cache()
+    recordRace(
+      health,
+      {
+        attempts: [
+          { target: target(V6), startMs: 0, endMs: 2, outcome: 'failed', error: 'connect ECONNREFUSED' },
+          { target: target(V4), startMs: 2, endMs: 1000, outcome: 'timed out', error: 'no answer in 998 ms' },
+        ],
+        elapsedMs: 1000,
+      },
+      250,
+    )
+    assert.equal(health.addressFailed(V6), true)
+    assert.equal(health.lookup(V6).error, 'connect ECONNREFUSED')
+    assert.equal(health.addressFailed(V4), true)
+    assert.equal(health.lookup(V4).error, 'no answer in 998 ms')
+  })
+
+  it('an exhausted list never shows a slow address as an error', () => {
+    const health = cache()
+    health.record(V6, 'ipv6', MX, { ok: false, slow: true, latencyMs: 251, at: 0 })
+    health.record(V4, 'ipv4', MX, { ok: false, error: 'connect ECONNREFUSED', latencyMs: 1, at: 0 })
+    const { reason } = explainExhausted('example.com', [{ address: V6 }, { address: V4 }], health)
+    assert.doesNotMatch(reason, /2001:db8::25: no answer/)
+    assert.match(reason, /2001:db8::25: not tried after losing the race \(no answer in 251 ms\)/)
+    assert.match(reason, /192\.0\.2\.25: connect ECONNREFUSED/)
+  })
+})
