@@ -3,7 +3,7 @@
 
 import net from 'node:net'
 
-import { type Cidr, type Family, type FilterPolicy, parseCidr, RANGE_NAMES } from './classify'
+import { type Cidr, type Family, type FilterPolicy, parseCidr, type RangeName, rangeNamed } from './classify'
 
 export interface Settings {
   enabled: boolean
@@ -164,11 +164,12 @@ export function parseSettings(raw: RawIni | undefined | null): ParsedSettings {
     else problems.push(`[filter] allow entry ${show(item)} is not a CIDR; ignored`)
   }
   const blockCidrs: Cidr[] = []
-  const blockRanges = new Set<string>()
+  const blockRanges = new Set<RangeName>()
   for (const item of listOf(sec('filter').block)) {
     const cidr = parseCidr(item)
+    const range = cidr ? undefined : rangeNamed(item)
     if (cidr) blockCidrs.push(cidr)
-    else if (RANGE_NAMES.has(item)) blockRanges.add(item)
+    else if (range) blockRanges.add(range)
     else problems.push(`[filter] block entry ${show(item)} is neither a CIDR nor a range name; ignored`)
   }
   settings.filter.policy = { allow, blockCidrs, blockRanges }

@@ -473,15 +473,35 @@ describe('config', () => {
       assert.deepEqual(parse({ filter: { allow: 'FD00:1::/64' } }).settings.filter.allow, ['fd00:1::/64'])
     })
 
-    it('block takes CIDRs and range names (ours and ipaddr.js ones) from an array', () => {
+    it('block takes CIDRs and range names from an array, ipaddr.js names as their kebab-case names', () => {
       const { settings, problems } = parse({
         filter: {
           block: ['192.0.2.0/24', '2001:db8::/32', 'link-local', 'teredo', 'rfc6052', 'uniqueLocal'],
         },
       })
       assert.deepEqual(settings.filter.blockCidrs, ['192.0.2.0/24', '2001:db8::/32'])
-      assert.deepEqual(settings.filter.blockRanges, ['link-local', 'rfc6052', 'teredo', 'uniqueLocal'])
+      assert.deepEqual(settings.filter.blockRanges, ['link-local', 'nat64', 'teredo', 'unique-local'])
       assert.deepEqual(problems, [])
+    })
+
+    it('every ipaddr.js alias in block is taken silently as the name of ours it stands for', () => {
+      const { RANGE_ALIASES } = require('../dist/lib/classify')
+      assert.ok(RANGE_ALIASES.size >= 10)
+      for (const [alias, name] of RANGE_ALIASES) {
+        assert.deepEqual(parse({ filter: { block: alias } }), parse({ filter: { block: name } }), alias)
+        assert.deepEqual(parse({ filter: { block: alias } }).problems, [], alias)
+      }
+    })
+
+    it('an alias and its kebab-case name together are one range name', () => {
+      const { settings } = parse({ filter: { block: 'carrierGradeNat, cgn, linkLocal' } })
+      assert.deepEqual(settings.filter.blockRanges, ['cgn', 'link-local'])
+    })
+
+    it('an alias blocks like its name: the reason shows the kebab-case name', () => {
+      const { classifyAddress } = require('../dist/lib/classify')
+      const { settings } = parseSettings({ filter: { allow: 'fd00::/8', block: 'uniqueLocal' } })
+      assert.equal(classifyAddress('fd00::1', settings.filter.policy).reason, 'blocked by unique-local')
     })
 
     it('block takes a comma separated string', () => {
