@@ -37,14 +37,15 @@ export interface FilterPolicy {
   allow: Cidr[]
   /** CIDRs and range names dropped although global. */
   blockCidrs: Cidr[]
-  blockRanges: Set<string>
+  blockRanges: ReadonlySet<RangeName>
 }
 
 export const DEFAULT_POLICY: FilterPolicy = { allow: [], blockCidrs: [], blockRanges: new Set() }
 
-// Named special ranges, most specific first. A range listed here is filtered unless an
-// `allow` CIDR re-permits the address; reasons are what the operator reads in the log.
-const SPECIAL_RANGES: ReadonlyArray<[string, string[]]> = [
+// Named special ranges. An address takes the name of the most specific range holding it; a
+// range listed here is filtered unless an `allow` CIDR re-permits the address. Reasons are
+// what the operator reads in the log, so every name is ours, in kebab case.
+const SPECIAL_RANGES = [
   ['unspecified', ['0.0.0.0/8', '::/128']],
   ['loopback', ['127.0.0.0/8', '::1/128']],
   ['broadcast', ['255.255.255.255/32']],
@@ -56,7 +57,8 @@ const SPECIAL_RANGES: ReadonlyArray<[string, string[]]> = [
   ['6to4', ['192.88.99.0/24', '2002::/16']],
   ['ietf-protocol', ['192.0.0.0/24']],
   ['multicast', ['224.0.0.0/4', 'ff00::/8']],
-  ['reserved', ['240.0.0.0/4']],
+  // 2001::/23 is the IETF protocol assignments block; its named parts are listed on their own.
+  ['reserved', ['240.0.0.0/4', '2001::/23']],
   ['ipv4-translated', ['::ffff:0:0:0/96']],
   ['ipv4-compatible', ['::/96']],
   ['nat64-local', ['64:ff9b:1::/48']],
@@ -65,37 +67,79 @@ const SPECIAL_RANGES: ReadonlyArray<[string, string[]]> = [
   ['orchid', ['2001:10::/28', '2001:20::/28']],
   ['unique-local', ['fc00::/7']],
   ['site-local', ['fec0::/10']],
-]
+  ['as112', ['192.31.196.0/24', '192.175.48.0/24', '2001:4:112::/48', '2620:4f:8000::/48']],
+  ['amt', ['192.52.193.0/24', '2001:3::/32']],
+  ['drone-remote-id', ['2001:30::/28']],
+] as const
 
-const NAMED: Array<{ name: string; range: [IP, number] }> = SPECIAL_RANGES.flatMap(([name, cidrs]) =>
+// Names of an address's form rather than of its range: `block` takes them to drop every
+// IPv4-mapped address, or every address under a NAT64 prefix (RFC 6052 and RFC 8215).
+const FORM_NAMES = ['ipv4-mapped', 'nat64'] as const
+
+/** A range name of the plugin: what reasons show and `block` takes. */
+export type RangeName = (typeof SPECIAL_RANGES)[number][0] | (typeof FORM_NAMES)[number]
+
+const NAMED: Array<{ name: RangeName; range: [IP, number] }> = SPECIAL_RANGES.flatMap(([name, cidrs]) =>
   cidrs.map((c) => ({ name, range: ipaddr.parseCIDR(c) })),
 )
 
-/** Every range name `block` accepts: ours, plus ipaddr.js's own names. */
-export const RANGE_NAMES: ReadonlySet<string> = new Set([
+/** Every range name `block` takes, in kebab case. */
+export const RANGE_NAMES: ReadonlySet<RangeName> = new Set<RangeName>([
   ...SPECIAL_RANGES.map(([name]) => name),
-  ...ipaddrRangeNames(ipaddr.IPv4.prototype),
-  ...ipaddrRangeNames(ipaddr.IPv6.prototype),
+  ...FORM_NAMES,
 ])
 
-// ipaddr.js's typings omit the SpecialRanges tables its range() reads.
-function ipaddrRangeNames(proto: object): string[] {
-  const table = (proto as { SpecialRanges?: Record<string, unknown> }).SpecialRanges
-  return table ? Object.keys(table) : []
+/**
+ * ipaddr.js's names for its special ranges, taken in `block` for compatibility and read as
+ * the name of ours for the same addresses. Its other names (`private`, `teredo`, ...) are ours
+ * already.
+ */
+export const RANGE_ALIASES: ReadonlyMap<string, RangeName> = new Map<string, RangeName>([
+  ['linkLocal', 'link-local'],
+  ['carrierGradeNat', 'cgn'],
+  ['uniqueLocal', 'unique-local'],
+  ['deprecatedSiteLocal', 'site-local'],
+  ['ipv4Mapped', 'ipv4-mapped'],
+  ['rfc6145', 'ipv4-translated'],
+  ['rfc6052', 'nat64'],
+  ['as112v6', 'as112'],
+  ['deprecatedOrchid', 'orchid'],
+  ['orchid2', 'orchid'],
+  ['droneRemoteIdProtocolEntityTags', 'drone-remote-id'],
+  ['segmentRouting', 'reserved'],
+])
+
+/** The range name of ours a `block` entry means (exact spelling), or undefined. */
+export function rangeNamed(text: string): RangeName | undefined {
+  return RANGE_NAMES.has(text as RangeName) ? (text as RangeName) : RANGE_ALIASES.get(text)
 }
 
 const GLOBAL_UNICAST_V6 = ipaddr.parseCIDR('2000::/3')
 const NAT64_WKP = ipaddr.parseCIDR('64:ff9b::/96')
+const NAT64_PREFIXES = [NAT64_WKP, ipaddr.parseCIDR('64:ff9b:1::/48')]
 
 function inRange(ip: IP, range: [IP, number]): boolean {
   return ip.kind() === range[0].kind() && ip.match(range)
 }
 
-function rangeName(ip: IP): string | undefined {
-  for (const { name, range } of NAMED) if (inRange(ip, range)) return name
+function rangeName(ip: IP): RangeName | undefined {
+  let best: { name: RangeName; range: [IP, number] } | undefined
+  for (const named of NAMED) {
+    if (inRange(ip, named.range) && (!best || named.range[1] > best.range[1])) best = named
+  }
+  if (best) return best.name
   if (ip.kind() === 'ipv6' && !inRange(ip, GLOBAL_UNICAST_V6)) return 'reserved'
+  // A range ipaddr.js knows and the table above does not (a newer ipaddr.js) is still
+  // special: filtered, under a name of ours.
   const ipaddrName = ip.range()
-  return ipaddrName === 'unicast' ? undefined : ipaddrName
+  return ipaddrName === 'unicast' ? undefined : (rangeNamed(ipaddrName) ?? 'reserved')
+}
+
+/** The form name of an address as written: IPv4-mapped or under a NAT64 prefix. */
+function formName(ip: IP): RangeName | undefined {
+  if (ip.kind() !== 'ipv6') return undefined
+  if ((ip as ipaddr.IPv6).isIPv4MappedAddress()) return 'ipv4-mapped'
+  return NAT64_PREFIXES.some((p) => inRange(ip, p)) ? 'nat64' : undefined
 }
 
 /** Strips brackets and a zone id, lower-cases; returns '' when the text is no IP address. */
@@ -171,14 +215,9 @@ export function classifyAddress(text: string, policy: FilterPolicy = DEFAULT_POL
 
   // A mapped address is the IPv4 it carries: only that is matched against the lists.
   const forms = target === judged ? [judged] : [parsed, judged]
-  const blocked =
-    matchCidr(policy.blockCidrs, ...forms) ??
-    (name && policy.blockRanges.has(name) ? { text: name } : undefined) ??
-    [...policy.blockRanges].find((r) => judged.range() === r || parsed.range() === r)
-  if (blocked) {
-    const entry = typeof blocked === 'string' ? blocked : blocked.text
-    return { routable: false, input, reason: `blocked by ${entry}${via}` }
-  }
+  const blockedRange = [name, formName(parsed)].find((n) => n !== undefined && policy.blockRanges.has(n))
+  const blocked = matchCidr(policy.blockCidrs, ...forms)?.text ?? blockedRange
+  if (blocked) return { routable: false, input, reason: `blocked by ${blocked}${via}` }
 
   const family: Family = target.kind() === 'ipv4' ? 'ipv4' : 'ipv6'
   const address = family === 'ipv4' ? target.toString() : (target as ipaddr.IPv6).toRFC5952String()

@@ -1,9 +1,11 @@
-// happy_eyeballs.ini → validated settings. A bad value is reported by name and replaced by
-// its default; unknown sections and keys are reported and ignored. Never throws.
+// happy_eyeballs.ini → validated settings, by the table in ./options. A bad value is reported
+// by name and replaced by its default; unknown sections and keys are reported and ignored.
+// Never throws.
 
 import net from 'node:net'
 
-import { type Cidr, type Family, type FilterPolicy, parseCidr, RANGE_NAMES } from './classify'
+import { type Cidr, type Family, type FilterPolicy, parseCidr, type RangeName, rangeNamed } from './classify'
+import { OPTIONS, type Option, setField } from './options'
 
 export interface Settings {
   enabled: boolean
@@ -24,33 +26,40 @@ export interface ParsedSettings {
   problems: string[]
 }
 
-export function defaultSettings(): Settings {
-  return {
-    enabled: true,
-    prefer: 'ipv6',
-    firstFamilyCount: 1,
-    port: 25,
-    maxAddresses: 16,
-    dns: { servers: [], timeoutMs: 5000 },
-    filter: { policy: { allow: [], blockCidrs: [], blockRanges: new Set() }, allFiltered: 'defer' },
-    bind: {},
-    race: { enabled: true, attemptDelayMs: 250, groupDelayMs: 2000, deadlineMs: 15000 },
-    cache: { ttlS: 600, maxEntries: 10000 },
+/** The table's rows, as the kinds the parser tells apart. */
+const ROWS: readonly Option[] = OPTIONS
+
+/** Section → its keys, from the table. */
+const KNOWN = new Map<string, Set<string>>()
+for (const o of ROWS) KNOWN.set(o.section, (KNOWN.get(o.section) ?? new Set()).add(o.key))
+
+function applyDefault(settings: Settings, o: Option): void {
+  switch (o.type) {
+    case 'boolean':
+    case 'integer':
+    case 'choice':
+      return setField(settings, o.field, o.default)
+    case 'dns-servers':
+    case 'cidr-list':
+      return setField(settings, o.field, [])
+    case 'block-list':
+      setField(settings, o.field, [])
+      return setField(settings, o.rangesField, new Set())
+    case 'address':
+      return setField(settings, o.field, undefined)
   }
+}
+
+export function defaultSettings(): Settings {
+  // Every field is filled below: the compiler checks each has a row (SettingsWithoutARow).
+  const settings = {} as Settings
+  for (const o of ROWS) applyDefault(settings, o)
+  return settings
 }
 
 type RawValue = unknown
 type RawSection = Record<string, RawValue>
 export type RawIni = Record<string, RawValue>
-
-const KNOWN: Record<string, string[]> = {
-  main: ['enabled', 'prefer', 'first_family_count', 'port', 'max_addresses'],
-  dns: ['servers', 'timeout_ms'],
-  filter: ['allow', 'block', 'all_filtered'],
-  bind: ['ipv4', 'ipv6'],
-  race: ['enabled', 'attempt_delay_ms', 'group_delay_ms', 'deadline_ms'],
-  cache: ['ttl_s', 'max_entries'],
-}
 
 const show = (v: RawValue): string =>
   typeof v === 'number' && !Number.isFinite(v) ? String(v) : (JSON.stringify(v) ?? String(v))
@@ -79,13 +88,31 @@ export function isDnsServer(text: string): boolean {
   return net.isIP(m[1]) !== 0 && port >= 1 && port <= 65535
 }
 
+/** The default as a problem line names it after "using"; the lists of entries have none. */
+function shownDefault(o: Option): string {
+  switch (o.type) {
+    case 'boolean':
+    case 'integer':
+    case 'choice':
+      return show(o.default)
+    case 'dns-servers':
+      return show('the system resolvers')
+    case 'address':
+      return show('no bind')
+    case 'cidr-list':
+    case 'block-list':
+      return show([])
+  }
+}
+
 export function parseSettings(raw: RawIni | undefined | null): ParsedSettings {
   const settings = defaultSettings()
   const problems: string[] = []
   const ini: RawIni = raw && typeof raw === 'object' ? raw : {}
 
   for (const [section, value] of Object.entries(ini)) {
-    if (!Object.hasOwn(KNOWN, section)) {
+    const keys = KNOWN.get(section)
+    if (!keys) {
       // Haraka's ini reader puts keys above the first [section] into `main`, so a stray
       // top-level scalar is a key without a section.
       problems.push(`unknown section [${section}] ignored`)
@@ -97,7 +124,7 @@ export function parseSettings(raw: RawIni | undefined | null): ParsedSettings {
       continue
     }
     for (const key of Object.keys(value)) {
-      if (!KNOWN[section].includes(key)) problems.push(`unknown key [${section}] ${key} ignored`)
+      if (!keys.has(key)) problems.push(`unknown key [${section}] ${key} ignored`)
     }
   }
 
@@ -106,92 +133,85 @@ export function parseSettings(raw: RawIni | undefined | null): ParsedSettings {
     return s && typeof s === 'object' && !Array.isArray(s) ? (s as RawSection) : {}
   }
 
-  const bad = (section: string, key: string, value: RawValue, want: string, def: RawValue): void => {
-    problems.push(`[${section}] ${key}=${show(value)} is not ${want}; using ${show(def)}`)
+  for (const o of ROWS) {
+    const v = sec(o.section)[o.key]
+    if (!isBlank(v)) readOption(o, v, settings, problems)
   }
-
-  const bool = (section: string, key: string, def: boolean): boolean => {
-    const v = sec(section)[key]
-    if (isBlank(v)) return def
-    if (typeof v === 'boolean') return v
-    const s = String(v).trim().toLowerCase()
-    if (['true', 'yes', 'on', '1'].includes(s)) return true
-    if (['false', 'no', 'off', '0'].includes(s)) return false
-    bad(section, key, v, 'true or false', def)
-    return def
-  }
-
-  const int = (section: string, key: string, def: number, min: number, max: number): number => {
-    const v = sec(section)[key]
-    if (isBlank(v)) return def
-    const s = String(v).trim()
-    const n = /^-?\d+$/.test(s) ? Number(s) : NaN
-    if (!Number.isSafeInteger(n) || n < min || n > max) {
-      bad(section, key, v, `a whole number from ${min} to ${max}`, def)
-      return def
-    }
-    return n
-  }
-
-  const choice = <T extends string>(section: string, key: string, def: T, allowed: readonly T[]): T => {
-    const v = sec(section)[key]
-    if (isBlank(v)) return def
-    const s = String(v).trim().toLowerCase() as T
-    if (allowed.includes(s)) return s
-    bad(section, key, v, `one of ${allowed.join('|')}`, def)
-    return def
-  }
-
-  settings.enabled = bool('main', 'enabled', settings.enabled)
-  settings.prefer = choice('main', 'prefer', settings.prefer, ['ipv6', 'ipv4'] as const)
-  settings.firstFamilyCount = int('main', 'first_family_count', settings.firstFamilyCount, 1, 16)
-  settings.port = int('main', 'port', settings.port, 1, 65535)
-  settings.maxAddresses = int('main', 'max_addresses', settings.maxAddresses, 2, 256)
-
-  const servers = sec('dns').servers
-  if (!isBlank(servers)) {
-    const list = listOf(servers)
-    const wrong = list.filter((s) => !isDnsServer(s))
-    if (wrong.length) bad('dns', 'servers', servers, 'a list of IP or IP:port', 'the system resolvers')
-    else settings.dns.servers = list
-  }
-  settings.dns.timeoutMs = int('dns', 'timeout_ms', settings.dns.timeoutMs, 100, 30000)
-
-  const allow: Cidr[] = []
-  for (const item of listOf(sec('filter').allow)) {
-    const cidr = parseCidr(item)
-    if (cidr) allow.push(cidr)
-    else problems.push(`[filter] allow entry ${show(item)} is not a CIDR; ignored`)
-  }
-  const blockCidrs: Cidr[] = []
-  const blockRanges = new Set<string>()
-  for (const item of listOf(sec('filter').block)) {
-    const cidr = parseCidr(item)
-    if (cidr) blockCidrs.push(cidr)
-    else if (RANGE_NAMES.has(item)) blockRanges.add(item)
-    else problems.push(`[filter] block entry ${show(item)} is neither a CIDR nor a range name; ignored`)
-  }
-  settings.filter.policy = { allow, blockCidrs, blockRanges }
-  settings.filter.allFiltered = choice('filter', 'all_filtered', settings.filter.allFiltered, [
-    'defer',
-    'bounce',
-  ] as const)
-
-  for (const family of ['ipv4', 'ipv6'] as const) {
-    const v = sec('bind')[family]
-    if (isBlank(v)) continue
-    const s = String(v).trim()
-    if (net.isIP(s) === (family === 'ipv4' ? 4 : 6)) settings.bind[family] = s
-    else bad('bind', family, v, `an ${family === 'ipv4' ? 'IPv4' : 'IPv6'} address`, 'no bind')
-  }
-
-  settings.race.enabled = bool('race', 'enabled', settings.race.enabled)
-  settings.race.attemptDelayMs = int('race', 'attempt_delay_ms', settings.race.attemptDelayMs, 10, 2000)
-  settings.race.groupDelayMs = int('race', 'group_delay_ms', settings.race.groupDelayMs, 0, 30000)
-  settings.race.deadlineMs = int('race', 'deadline_ms', settings.race.deadlineMs, 100, 60000)
-
-  settings.cache.ttlS = int('cache', 'ttl_s', settings.cache.ttlS, 0, 86400)
-  settings.cache.maxEntries = int('cache', 'max_entries', settings.cache.maxEntries, 10, 1000000)
 
   return { settings, problems }
+}
+
+/** Reads a value of `o` (not blank) into `settings`, or reports it and keeps the default. */
+function readOption(o: Option, v: RawValue, settings: Settings, problems: string[]): void {
+  const bad = (want: string): void => {
+    problems.push(`[${o.section}] ${o.key}=${show(v)} is not ${want}; using ${shownDefault(o)}`)
+  }
+  const badEntry = (item: string, isNot: string): void => {
+    problems.push(`[${o.section}] ${o.key} entry ${show(item)} is ${isNot}; ignored`)
+  }
+
+  switch (o.type) {
+    case 'boolean': {
+      if (typeof v === 'boolean') {
+        setField(settings, o.field, v)
+        break
+      }
+      const s = String(v).trim().toLowerCase()
+      if (['true', 'yes', 'on', '1'].includes(s)) setField(settings, o.field, true)
+      else if (['false', 'no', 'off', '0'].includes(s)) setField(settings, o.field, false)
+      else bad('true or false')
+      break
+    }
+    case 'integer': {
+      const s = String(v).trim()
+      const n = /^-?\d+$/.test(s) ? Number(s) : NaN
+      if (Number.isSafeInteger(n) && n >= o.min && n <= o.max) setField(settings, o.field, n)
+      else bad(`a whole number from ${o.min} to ${o.max}`)
+      break
+    }
+    case 'choice': {
+      const s = String(v).trim().toLowerCase()
+      const choices: readonly string[] = o.choices
+      if (choices.includes(s)) setField(settings, o.field, s as typeof o.default)
+      else bad(`one of ${o.choices.join('|')}`)
+      break
+    }
+    case 'dns-servers': {
+      // One bad server rejects the whole list: no half list of resolvers.
+      const list = listOf(v)
+      if (list.every(isDnsServer)) setField(settings, o.field, list)
+      else bad('a list of IP or IP:port')
+      break
+    }
+    case 'cidr-list': {
+      const cidrs: Cidr[] = []
+      for (const item of listOf(v)) {
+        const cidr = parseCidr(item)
+        if (cidr) cidrs.push(cidr)
+        else badEntry(item, 'not a CIDR')
+      }
+      setField(settings, o.field, cidrs)
+      break
+    }
+    case 'block-list': {
+      const cidrs: Cidr[] = []
+      const ranges = new Set<RangeName>()
+      for (const item of listOf(v)) {
+        const cidr = parseCidr(item)
+        const range = cidr ? undefined : rangeNamed(item)
+        if (cidr) cidrs.push(cidr)
+        else if (range) ranges.add(range)
+        else badEntry(item, 'neither a CIDR nor a range name')
+      }
+      setField(settings, o.field, cidrs)
+      setField(settings, o.rangesField, ranges)
+      break
+    }
+    case 'address': {
+      const s = String(v).trim()
+      if (net.isIP(s) === (o.family === 'ipv4' ? 4 : 6)) setField(settings, o.field, s)
+      else bad(`an ${o.family === 'ipv4' ? 'IPv4' : 'IPv6'} address`)
+      break
+    }
+  }
 }

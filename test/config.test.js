@@ -5,6 +5,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 
 const { parseSettings, defaultSettings, isDnsServer } = require('../dist/lib/config')
+const { OPTIONS, getField } = require('../dist/lib/options')
 
 const SHIPPED_INI = path.join(__dirname, '..', 'config', 'happy_eyeballs.ini')
 
@@ -55,6 +56,29 @@ function plain(settings) {
 
 const DEFAULTS = plain(defaultSettings())
 
+const option = (section, key) => {
+  const o = OPTIONS.find((r) => r.section === section && r.key === key)
+  assert.ok(o, `no option [${section}] ${key}`)
+  return o
+}
+
+/** The default as a problem line shows it after "using". */
+function shownDefault(o) {
+  if (o.type === 'dns-servers') return '"the system resolvers"'
+  if (o.type === 'address') return '"no bind"'
+  return JSON.stringify(o.default)
+}
+
+/** One raw ini with `value` for every key of the table (lists of entries left out unless `lists`). */
+function everyKey(value, { lists = true } = {}) {
+  const raw = {}
+  for (const o of OPTIONS) {
+    if (!lists && (o.type === 'cidr-list' || o.type === 'block-list')) continue
+    raw[o.section] = { ...raw[o.section], [o.key]: value }
+  }
+  return raw
+}
+
 function parse(raw) {
   let result
   assert.doesNotThrow(
@@ -68,19 +92,19 @@ function parse(raw) {
 
 describe('config', () => {
   describe('defaults', () => {
-    it('defaultSettings holds the documented defaults', () => {
-      assert.deepEqual(DEFAULTS, {
-        enabled: true,
-        prefer: 'ipv6',
-        firstFamilyCount: 1,
-        port: 25,
-        maxAddresses: 16,
-        dns: { servers: [], timeoutMs: 5000 },
-        filter: { allFiltered: 'defer', allow: [], blockCidrs: [], blockRanges: [] },
-        bind: {},
-        race: { enabled: true, attemptDelayMs: 250, groupDelayMs: 2000, deadlineMs: 15000 },
-        cache: { ttlS: 600, maxEntries: 10000 },
-      })
+    it("defaultSettings holds each option's default from the table at its field", () => {
+      const settings = defaultSettings()
+      for (const o of OPTIONS) {
+        const where = `[${o.section}] ${o.key} at ${o.field}`
+        const value = getField(settings, o.field)
+        if (o.type === 'address') assert.equal(value, undefined, where)
+        else if (o.type === 'dns-servers' || o.type === 'cidr-list') assert.deepEqual(value, [], where)
+        else if (o.type === 'block-list') {
+          assert.deepEqual(value, [], where)
+          assert.deepEqual(getField(settings, o.rangesField), new Set(), where)
+        } else assert.equal(value, o.default, where)
+      }
+      assert.deepEqual(settings.bind, {}, 'no bind address by default, and no key for one')
     })
 
     it('defaultSettings returns a fresh object each call, so callers cannot change the defaults', () => {
@@ -133,20 +157,7 @@ describe('config', () => {
 
     it('blank values (empty, white space, null) keep the default without a complaint', () => {
       for (const blank of ['', '   ', null, undefined]) {
-        const raw = {
-          main: {
-            enabled: blank,
-            prefer: blank,
-            port: blank,
-            first_family_count: blank,
-            max_addresses: blank,
-          },
-          dns: { servers: blank, timeout_ms: blank },
-          filter: { allow: blank, block: blank, all_filtered: blank },
-          bind: { ipv4: blank, ipv6: blank },
-          race: { enabled: blank, attempt_delay_ms: blank, group_delay_ms: blank, deadline_ms: blank },
-          cache: { ttl_s: blank, max_entries: blank },
-        }
+        const raw = everyKey(blank)
         assert.deepEqual(parse(raw), { settings: DEFAULTS, problems: [] }, JSON.stringify(blank))
       }
     })
@@ -154,91 +165,92 @@ describe('config', () => {
 
   describe('a bad value keeps the default and is reported with its key and the default', () => {
     const junk = '\u0000\u00ff\ufffd\u0007\u001b[31m\ud800'
-    // [section, key, bad value, default as the problem line shows it]
+    // [section, key, bad value]: the default the problem line shows comes from the table
     const table = [
-      ['main', 'enabled', 'banana', 'true'],
-      ['main', 'enabled', 2, 'true'],
-      ['main', 'enabled', 'truee', 'true'],
-      ['main', 'enabled', ['true', 'false'], 'true'],
-      ['main', 'enabled', {}, 'true'],
-      ['main', 'prefer', 'ipv5', '"ipv6"'],
-      ['main', 'prefer', 'both', '"ipv6"'],
-      ['main', 'prefer', true, '"ipv6"'],
-      ['main', 'prefer', ['ipv4', 'ipv6'], '"ipv6"'],
-      ['main', 'first_family_count', 0, '1'],
-      ['main', 'first_family_count', '17', '1'],
-      ['main', 'first_family_count', '1.5', '1'],
-      ['main', 'port', -1, '25'],
-      ['main', 'port', '-1', '25'],
-      ['main', 'port', 0, '25'],
-      ['main', 'port', 65536, '25'],
-      ['main', 'port', '99999999999999999999', '25'],
-      ['main', 'port', 25.5, '25'],
-      ['main', 'port', '25.0', '25'],
-      ['main', 'port', 'NaN', '25'],
-      ['main', 'port', NaN, '25'],
-      ['main', 'port', Infinity, '25'],
-      ['main', 'port', '1e3', '25'],
-      ['main', 'port', '0x19', '25'],
-      ['main', 'port', '+25', '25'],
-      ['main', 'port', 'smtp', '25'],
-      ['main', 'port', true, '25'],
-      ['main', 'port', ['25', '587'], '25'],
-      ['main', 'port', { value: 25 }, '25'],
-      ['main', 'port', junk, '25'],
-      ['main', 'port', Buffer.from([0, 0xff, 0x19]), '25'],
-      ['main', 'max_addresses', 1, '16'],
-      ['main', 'max_addresses', 257, '16'],
-      ['main', 'max_addresses', '9007199254740993', '16'],
-      ['main', 'max_addresses', '1'.repeat(400), '16'],
-      ['dns', 'servers', 'dns.example.com', '"the system resolvers"'],
-      ['dns', 'servers', '192.0.2.53, resolver.example', '"the system resolvers"'],
-      ['dns', 'servers', '192.0.2.53:0', '"the system resolvers"'],
-      ['dns', 'servers', '192.0.2.53:65536', '"the system resolvers"'],
-      ['dns', 'servers', '192.0.2.53:dns', '"the system resolvers"'],
-      ['dns', 'servers', '[2001:db8::53]', '"the system resolvers"'],
-      ['dns', 'servers', '[2001:db8::53]:99999', '"the system resolvers"'],
-      ['dns', 'servers', '192.0.2.0/24', '"the system resolvers"'],
-      ['dns', 'servers', true, '"the system resolvers"'],
-      ['dns', 'servers', {}, '"the system resolvers"'],
-      ['dns', 'timeout_ms', 99, '5000'],
-      ['dns', 'timeout_ms', 30001, '5000'],
-      ['dns', 'timeout_ms', '5s', '5000'],
-      ['filter', 'all_filtered', 'drop', '"defer"'],
-      ['filter', 'all_filtered', 'reject', '"defer"'],
-      ['filter', 'all_filtered', 1, '"defer"'],
-      ['bind', 'ipv4', '2001:db8::25', '"no bind"'],
-      ['bind', 'ipv6', '192.0.2.25', '"no bind"'],
-      ['bind', 'ipv4', 'mail.example.com', '"no bind"'],
-      ['bind', 'ipv6', '[2001:db8::25]', '"no bind"'],
-      ['bind', 'ipv4', '192.0.2.0/24', '"no bind"'],
-      ['bind', 'ipv4', ['192.0.2.25', '192.0.2.26'], '"no bind"'],
-      ['race', 'enabled', 'banana', 'true'],
-      ['race', 'enabled', 'maybe', 'true'],
-      ['race', 'attempt_delay_ms', 9, '250'],
-      ['race', 'attempt_delay_ms', 2001, '250'],
-      ['race', 'attempt_delay_ms', '250ms', '250'],
-      ['race', 'group_delay_ms', -5, '2000'],
-      ['race', 'group_delay_ms', 30001, '2000'],
-      ['race', 'deadline_ms', 99, '15000'],
-      ['race', 'deadline_ms', 1000000, '15000'],
-      ['race', 'deadline_ms', '15000.5', '15000'],
-      ['cache', 'ttl_s', -1, '600'],
-      ['cache', 'ttl_s', 86401, '600'],
-      ['cache', 'ttl_s', '10m', '600'],
-      ['cache', 'max_entries', 9, '10000'],
-      ['cache', 'max_entries', 1000001, '10000'],
-      ['cache', 'max_entries', 'lots', '10000'],
+      ['main', 'enabled', 'banana'],
+      ['main', 'enabled', 2],
+      ['main', 'enabled', 'truee'],
+      ['main', 'enabled', ['true', 'false']],
+      ['main', 'enabled', {}],
+      ['main', 'prefer', 'ipv5'],
+      ['main', 'prefer', 'both'],
+      ['main', 'prefer', true],
+      ['main', 'prefer', ['ipv4', 'ipv6']],
+      ['main', 'first_family_count', 0],
+      ['main', 'first_family_count', '17'],
+      ['main', 'first_family_count', '1.5'],
+      ['main', 'port', -1],
+      ['main', 'port', '-1'],
+      ['main', 'port', 0],
+      ['main', 'port', 65536],
+      ['main', 'port', '99999999999999999999'],
+      ['main', 'port', 25.5],
+      ['main', 'port', '25.0'],
+      ['main', 'port', 'NaN'],
+      ['main', 'port', NaN],
+      ['main', 'port', Infinity],
+      ['main', 'port', '1e3'],
+      ['main', 'port', '0x19'],
+      ['main', 'port', '+25'],
+      ['main', 'port', 'smtp'],
+      ['main', 'port', true],
+      ['main', 'port', ['25', '587']],
+      ['main', 'port', { value: 25 }],
+      ['main', 'port', junk],
+      ['main', 'port', Buffer.from([0, 0xff, 0x19])],
+      ['main', 'max_addresses', 1],
+      ['main', 'max_addresses', 257],
+      ['main', 'max_addresses', '9007199254740993'],
+      ['main', 'max_addresses', '1'.repeat(400)],
+      ['dns', 'servers', 'dns.example.com'],
+      ['dns', 'servers', '192.0.2.53, resolver.example'],
+      ['dns', 'servers', '192.0.2.53:0'],
+      ['dns', 'servers', '192.0.2.53:65536'],
+      ['dns', 'servers', '192.0.2.53:dns'],
+      ['dns', 'servers', '[2001:db8::53]'],
+      ['dns', 'servers', '[2001:db8::53]:99999'],
+      ['dns', 'servers', '192.0.2.0/24'],
+      ['dns', 'servers', true],
+      ['dns', 'servers', {}],
+      ['dns', 'timeout_ms', 99],
+      ['dns', 'timeout_ms', 30001],
+      ['dns', 'timeout_ms', '5s'],
+      ['filter', 'all_filtered', 'drop'],
+      ['filter', 'all_filtered', 'reject'],
+      ['filter', 'all_filtered', 1],
+      ['bind', 'ipv4', '2001:db8::25'],
+      ['bind', 'ipv6', '192.0.2.25'],
+      ['bind', 'ipv4', 'mail.example.com'],
+      ['bind', 'ipv6', '[2001:db8::25]'],
+      ['bind', 'ipv4', '192.0.2.0/24'],
+      ['bind', 'ipv4', ['192.0.2.25', '192.0.2.26']],
+      ['race', 'enabled', 'banana'],
+      ['race', 'enabled', 'maybe'],
+      ['race', 'attempt_delay_ms', 9],
+      ['race', 'attempt_delay_ms', 2001],
+      ['race', 'attempt_delay_ms', '250ms'],
+      ['race', 'group_delay_ms', -5],
+      ['race', 'group_delay_ms', 30001],
+      ['race', 'deadline_ms', 99],
+      ['race', 'deadline_ms', 1000000],
+      ['race', 'deadline_ms', '15000.5'],
+      ['cache', 'ttl_s', -1],
+      ['cache', 'ttl_s', 86401],
+      ['cache', 'ttl_s', '10m'],
+      ['cache', 'max_entries', 9],
+      ['cache', 'max_entries', 1000001],
+      ['cache', 'max_entries', 'lots'],
     ]
-    for (const [section, key, value, shownDefault] of table) {
+    for (const [section, key, value] of table) {
       const label = value instanceof Buffer ? 'a Buffer of binary junk' : String(JSON.stringify(value))
-      it(`[${section}] ${key}=${label} keeps the default ${shownDefault} and reports it`, () => {
+      const shown = shownDefault(option(section, key))
+      it(`[${section}] ${key}=${label} keeps the default ${shown} and reports it`, () => {
         const { settings, problems } = parse({ [section]: { [key]: value } })
         assert.deepEqual(settings, DEFAULTS)
         assert.equal(problems.length, 1, problems.join('\n'))
         const line = problems[0]
         assert.ok(line.startsWith(`[${section}] ${key}=`), line)
-        assert.ok(line.endsWith(`; using ${shownDefault}`), line)
+        assert.ok(line.endsWith(`; using ${shown}`), line)
       })
     }
 
@@ -247,10 +259,10 @@ describe('config', () => {
         main: { port: 'banana', prefer: 'ipv4', max_addresses: 8 },
         race: { attempt_delay_ms: 1, deadline_ms: 9000 },
       })
-      assert.equal(settings.port, 25)
+      assert.equal(settings.port, DEFAULTS.port)
       assert.equal(settings.prefer, 'ipv4')
       assert.equal(settings.maxAddresses, 8)
-      assert.equal(settings.race.attemptDelayMs, 250)
+      assert.equal(settings.race.attemptDelayMs, DEFAULTS.race.attemptDelayMs)
       assert.equal(settings.race.deadlineMs, 9000)
       assert.equal(problems.length, 2)
       assert.ok(problems.some((p) => p.startsWith('[main] port=')))
@@ -258,14 +270,7 @@ describe('config', () => {
     })
 
     it('every key bad at once: all defaults, one problem line per key', () => {
-      const raw = {
-        main: { enabled: 'x', prefer: 'x', first_family_count: 'x', port: 'x', max_addresses: 'x' },
-        dns: { servers: 'x', timeout_ms: 'x' },
-        filter: { all_filtered: 'x' },
-        bind: { ipv4: 'x', ipv6: 'x' },
-        race: { enabled: 'x', attempt_delay_ms: 'x', group_delay_ms: 'x', deadline_ms: 'x' },
-        cache: { ttl_s: 'x', max_entries: 'x' },
-      }
+      const raw = everyKey('x', { lists: false })
       const { settings, problems } = parse(raw)
       assert.deepEqual(settings, DEFAULTS)
       const named = Object.entries(raw).flatMap(([s, keys]) => Object.keys(keys).map((k) => `[${s}] ${k}=`))
@@ -430,18 +435,14 @@ describe('config', () => {
       assert.equal(parse({ main: { port: ' 2525 ' } }).settings.port, 2525)
     })
 
-    // [section, key, settings path, min, max]
-    const ranges = [
-      ['main', 'first_family_count', (s) => s.firstFamilyCount, 1, 16],
-      ['main', 'port', (s) => s.port, 1, 65535],
-      ['main', 'max_addresses', (s) => s.maxAddresses, 2, 256],
-      ['dns', 'timeout_ms', (s) => s.dns.timeoutMs, 100, 30000],
-      ['race', 'attempt_delay_ms', (s) => s.race.attemptDelayMs, 10, 2000],
-      ['race', 'group_delay_ms', (s) => s.race.groupDelayMs, 0, 30000],
-      ['race', 'deadline_ms', (s) => s.race.deadlineMs, 100, 60000],
-      ['cache', 'ttl_s', (s) => s.cache.ttlS, 0, 86400],
-      ['cache', 'max_entries', (s) => s.cache.maxEntries, 10, 1000000],
-    ]
+    const ranges = OPTIONS.filter((o) => o.type === 'integer').map((o) => [
+      o.section,
+      o.key,
+      (s) => getField(s, o.field),
+      o.min,
+      o.max,
+    ])
+    it('the whole-number options are the nine of the table', () => assert.equal(ranges.length, 9))
     for (const [section, key, get, min, max] of ranges) {
       it(`[${section}] ${key} takes both ends of its range, ${min} and ${max}, and rejects one past each`, () => {
         for (const v of [min, max]) {
@@ -473,15 +474,35 @@ describe('config', () => {
       assert.deepEqual(parse({ filter: { allow: 'FD00:1::/64' } }).settings.filter.allow, ['fd00:1::/64'])
     })
 
-    it('block takes CIDRs and range names (ours and ipaddr.js ones) from an array', () => {
+    it('block takes CIDRs and range names from an array, ipaddr.js names as their kebab-case names', () => {
       const { settings, problems } = parse({
         filter: {
           block: ['192.0.2.0/24', '2001:db8::/32', 'link-local', 'teredo', 'rfc6052', 'uniqueLocal'],
         },
       })
       assert.deepEqual(settings.filter.blockCidrs, ['192.0.2.0/24', '2001:db8::/32'])
-      assert.deepEqual(settings.filter.blockRanges, ['link-local', 'rfc6052', 'teredo', 'uniqueLocal'])
+      assert.deepEqual(settings.filter.blockRanges, ['link-local', 'nat64', 'teredo', 'unique-local'])
       assert.deepEqual(problems, [])
+    })
+
+    it('every ipaddr.js alias in block is taken silently as the name of ours it stands for', () => {
+      const { RANGE_ALIASES } = require('../dist/lib/classify')
+      assert.ok(RANGE_ALIASES.size >= 10)
+      for (const [alias, name] of RANGE_ALIASES) {
+        assert.deepEqual(parse({ filter: { block: alias } }), parse({ filter: { block: name } }), alias)
+        assert.deepEqual(parse({ filter: { block: alias } }).problems, [], alias)
+      }
+    })
+
+    it('an alias and its kebab-case name together are one range name', () => {
+      const { settings } = parse({ filter: { block: 'carrierGradeNat, cgn, linkLocal' } })
+      assert.deepEqual(settings.filter.blockRanges, ['cgn', 'link-local'])
+    })
+
+    it('an alias blocks like its name: the reason shows the kebab-case name', () => {
+      const { classifyAddress } = require('../dist/lib/classify')
+      const { settings } = parseSettings({ filter: { allow: 'fd00::/8', block: 'uniqueLocal' } })
+      assert.equal(classifyAddress('fd00::1', settings.filter.policy).reason, 'blocked by unique-local')
     })
 
     it('block takes a comma separated string', () => {

@@ -28,61 +28,39 @@ const {
   freePort,
 } = require('./harness')
 
+const { defaultSettings } = require('../../dist/lib/config')
+const { OPTIONS, getField } = require('../../dist/lib/options')
+
 // ---------------------------------------------------------------------------------------
-// The documented defaults (config/happy_eyeballs.ini), by ini key.
-const DEFAULTS = {
-  'main.enabled': true,
-  'main.prefer': 'ipv6',
-  'main.first_family_count': 1,
-  'main.port': 25,
-  'main.max_addresses': 16,
-  'dns.servers': [],
-  'dns.timeout_ms': 5000,
-  'filter.allow': [],
-  'filter.block': [],
-  'filter.all_filtered': 'defer',
-  'bind.ipv4': undefined,
-  'bind.ipv6': undefined,
-  'race.enabled': true,
-  'race.attempt_delay_ms': 250,
-  'race.group_delay_ms': 2000,
-  'race.deadline_ms': 15000,
-  'cache.ttl_s': 600,
-  'cache.max_entries': 10000,
+
+/** The plugin's settings keyed like the ini file ('race.deadline_ms'), lists as text. */
+function byIniKey(s) {
+  const out = {}
+  for (const o of OPTIONS) {
+    const value = getField(s, o.field)
+    out[`${o.section}.${o.key}`] =
+      o.type === 'cidr-list'
+        ? value.map((c) => c.text)
+        : o.type === 'block-list'
+          ? [...value.map((c) => c.text), ...getField(s, o.rangesField)]
+          : value
+  }
+  return out
 }
 
-/** The plugin's settings keyed like the ini file. */
-function byIniKey(s) {
-  const { policy } = s.filter
-  return {
-    'main.enabled': s.enabled,
-    'main.prefer': s.prefer,
-    'main.first_family_count': s.firstFamilyCount,
-    'main.port': s.port,
-    'main.max_addresses': s.maxAddresses,
-    'dns.servers': s.dns.servers,
-    'dns.timeout_ms': s.dns.timeoutMs,
-    'filter.allow': policy.allow.map((c) => c.text),
-    'filter.block': [...policy.blockCidrs.map((c) => c.text), ...policy.blockRanges],
-    'filter.all_filtered': s.filter.allFiltered,
-    'bind.ipv4': s.bind.ipv4,
-    'bind.ipv6': s.bind.ipv6,
-    'race.enabled': s.race.enabled,
-    'race.attempt_delay_ms': s.race.attemptDelayMs,
-    'race.group_delay_ms': s.race.groupDelayMs,
-    'race.deadline_ms': s.race.deadlineMs,
-    'cache.ttl_s': s.cache.ttlS,
-    'cache.max_entries': s.cache.maxEntries,
-  }
-}
+// The defaults of the table, by ini key.
+const DEFAULTS = byIniKey(defaultSettings())
+const OPTION = Object.fromEntries(OPTIONS.map((o) => [`${o.section}.${o.key}`, o]))
 
 const re = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 /** How the default is shown after "using" in the warning for a bad value of `key`. */
 function shownDefault(key) {
-  if (key === 'dns.servers') return '"the system resolvers"'
-  if (key.startsWith('bind.')) return '"no bind"'
-  return JSON.stringify(DEFAULTS[key])
+  const o = OPTION[key]
+  assert.ok(o, `no option ${key}`)
+  if (o.type === 'dns-servers') return '"the system resolvers"'
+  if (o.type === 'address') return '"no bind"'
+  return JSON.stringify(o.default)
 }
 
 // Expected problems: each matches exactly one warning, naming the key.
@@ -394,6 +372,42 @@ const VARIANTS = [
   },
 ]
 
+/**
+ * Bad values for one option, from its type and range: each a line of the ini file, and the
+ * problem it must produce.
+ */
+function badValuesOf(o) {
+  const id = `${o.section}.${o.key}`
+  const value = (v) => ({ line: `${o.key}=${v}`, problem: badValue(id) })
+  const entry = (v) => ({ line: `${o.key}[]=${v}`, problem: badEntry(o.key, v) })
+  switch (o.type) {
+    case 'boolean':
+      return ['perhaps', '2', 'truefalse'].map(value)
+    case 'integer':
+      return [o.min - 1, o.max + 1, `${o.default}.5`, `${o.default}ms`, '1e3', '-0x10'].map(value)
+    case 'choice':
+      return [`${o.choices[0]}x`, o.choices.join('|'), 'none'].map(value)
+    case 'dns-servers':
+      return ['resolver.example', '127.0.0.1:0', '[::1]'].map(value)
+    case 'cidr-list':
+      return ['10.0.0.0/33', 'not-a-cidr'].map(entry)
+    case 'block-list':
+      return ['::/129', 'not-a-range', 'Link-Local'].map(entry)
+    case 'address':
+      return [o.family === 'ipv4' ? '::1' : '127.0.0.1', 'localhost', '127.0.0.1/8'].map(value)
+  }
+  throw new Error(`no bad values for the option type ${o.type}`)
+}
+
+// Every option of the table, each way its type and range can be wrong: one variant each.
+const GENERATED = OPTIONS.flatMap((o) =>
+  badValuesOf(o).map(({ line, problem }) => ({
+    name: `[${o.section}] ${line} (from the table)`,
+    text: `[${o.section}]\n${line}\n`,
+    problems: [problem],
+  })),
+)
+
 // ---------------------------------------------------------------------------------------
 
 describe('bad happy_eyeballs.ini files through haraka-config (in-process)', function () {
@@ -432,7 +446,12 @@ describe('bad happy_eyeballs.ini files through haraka-config (in-process)', func
     assert.ok(VARIANTS.filter((v) => v.problems.length || v.extraWarnings || v.parserComplains).length >= 50)
   })
 
-  for (const v of VARIANTS) {
+  it('generates bad values for every option of the table', function () {
+    const covered = new Set(GENERATED.map((v) => /^\[(\w+)\] (\w+)/.exec(v.name).slice(1).join('.')))
+    assert.deepEqual([...covered], Object.keys(DEFAULTS))
+  })
+
+  for (const v of [...VARIANTS, ...GENERATED]) {
     it(`${v.name}: register() survives, each bad key is logged by name, defaults stay`, function () {
       const { plugin, warnings, parserLog: parsed } = load(v.text)
       for (const problem of v.problems) {
