@@ -7,9 +7,10 @@ import netUtils from 'haraka-net-utils'
 import { parseSettings, type RawIni, type Settings } from './lib/config'
 import { HealthCache } from './lib/health'
 import { bindHarakaOutbound, type HarakaOutbound, type MxClass } from './lib/haraka-outbound'
-import { describeSocketError } from './lib/race'
+import { describeError } from './lib/errors'
 import { makeDnsClient, type DnsClient } from './lib/resolve'
-import { explainExhausted, routeDomain, type Route, type Status } from './lib/route'
+import { type DeliveryRecord, describeDelivery, RECORD_NOTE } from './lib/delivery'
+import { entriesOf, explainExhausted, routeDomain } from './lib/route'
 
 type Next = (code?: number, msg?: unknown) => void
 
@@ -46,14 +47,6 @@ interface HMail extends Logger {
   extend_rcpt_with_dsn(rcpt: Recipient, dsn: DSN): void
 }
 
-/** A deferral or bounce this plugin asked for, applied to the DSN in the deferred/bounce hooks. */
-interface PendingDsn {
-  status: Status
-  reason: string
-}
-
-const NOTE = 'happy_eyeballs_dsn'
-const PLANNED = 'happy_eyeballs_planned'
 const LOG_PREFIX = 'happy-eyeballs: '
 
 export function register(this: Plugin): void {
@@ -70,7 +63,7 @@ export function load_happy_eyeballs_ini(this: Plugin): void {
   try {
     raw = this.config.get('happy_eyeballs.ini', 'ini', () => this.load_happy_eyeballs_ini()) as RawIni
   } catch (err) {
-    this.logerror(`${LOG_PREFIX}happy_eyeballs.ini unreadable, using defaults: ${describeSocketError(err)}`)
+    this.logerror(`${LOG_PREFIX}happy_eyeballs.ini unreadable, using defaults: ${describeError(err)}`)
   }
   const { settings, problems } = parseSettings(raw)
   for (const p of problems) this.logwarn(`${LOG_PREFIX}happy_eyeballs.ini: ${p}`)
@@ -79,9 +72,7 @@ export function load_happy_eyeballs_ini(this: Plugin): void {
     this.happy_eyeballs = buildState(this, settings)
   } catch (err) {
     // Without a state the hook steps aside (CONT): Haraka routes as if the plugin were absent.
-    this.logerror(
-      `${LOG_PREFIX}could not apply happy_eyeballs.ini, stepping aside: ${describeSocketError(err)}`,
-    )
+    this.logerror(`${LOG_PREFIX}could not apply happy_eyeballs.ini, stepping aside: ${describeError(err)}`)
   }
 }
 
@@ -128,29 +119,27 @@ function mxClass(state: State): MxClass {
   return state.outbound.HarakaMx ?? (netUtils.HarakaMx as unknown as MxClass)
 }
 
-function answer(plugin: Plugin, hmail: HMail, route: Route, next: Next): void {
+function answer(plugin: Plugin, hmail: HMail, record: DeliveryRecord, next: Next): void {
   const state = plugin.happy_eyeballs as State
-  switch (route.action) {
+  const d = record.decision
+  hmail.notes[RECORD_NOTE] = record
+  switch (d.action) {
     case 'deliver': {
-      logTo(hmail, 'info', route.log)
+      logTo(hmail, 'info', describeDelivery(record))
       const HarakaMx = mxClass(state)
-      hmail.notes[PLANNED] = { domain: hmail.todo.domain, addresses: route.entries.map((e) => e.exchange) }
       return next(
         constants.ok,
-        route.entries.map((e) => new HarakaMx(e)),
+        entriesOf(d.targets).map((e) => new HarakaMx(e)),
       )
     }
     case 'null-mx':
-      logTo(hmail, 'info', route.log)
+      logTo(hmail, 'info', describeDelivery(record))
       // Haraka's own null MX path bounces with 5.1.10.
       return next(constants.ok, new (mxClass(state))({ priority: 0, exchange: '' }))
     case 'defer':
-    case 'bounce': {
-      logTo(hmail, 'warn', `${route.log}: ${route.reason}`)
-      const pending: PendingDsn = { status: route.status, reason: route.reason }
-      hmail.notes[NOTE] = pending
-      return next(route.action === 'defer' ? constants.denysoft : constants.deny, route.reason)
-    }
+    case 'bounce':
+      logTo(hmail, 'warn', describeDelivery(record))
+      return next(d.action === 'defer' ? constants.denysoft : constants.deny, d.reason)
   }
 }
 
@@ -163,7 +152,7 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
   }
   // Whatever went wrong, Haraka routes the message itself: never worse than no plugin.
   const stepAside = (err: unknown): void => {
-    logTo(hmail, 'error', `internal error, leaving ${domain} to Haraka: ${describeSocketError(err)}`)
+    logTo(hmail, 'error', `internal error, leaving ${domain} to Haraka: ${describeError(err)}`)
     try {
       once()
     } catch {
@@ -171,6 +160,8 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
     }
   }
   try {
+    // A record from an earlier attempt of this message must not explain this one.
+    if (hmail.notes) delete hmail.notes[RECORD_NOTE]
     const state = this.happy_eyeballs
     if (!state?.settings.enabled) return once()
     const timeoutMs = (Number(this.timeout) || 30) * 1000
@@ -183,9 +174,9 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
       // The race gets what is left of 80% of the hook timeout once DNS has answered.
       answerBy: performance.now() + timeoutMs * 0.8,
     })
-      .then((route) => {
-        if (route.action === 'deliver' && bridge?.ready) bridge.plan(route.targets)
-        answer(this, hmail, route, once)
+      .then((record) => {
+        if (record.decision.action === 'deliver' && bridge?.ready) bridge.plan(record.decision.targets)
+        answer(this, hmail, record, once)
       })
       .catch(stepAside)
   } catch (err) {
@@ -215,15 +206,13 @@ function applyPendingDsn(
   err: string,
   finalBounce: boolean,
 ): string | undefined {
-  let pending = hmail.notes?.[NOTE] as PendingDsn | undefined
-  const planned = hmail.notes?.[PLANNED] as { domain: string; addresses: string[] } | undefined
-  if (hmail.notes) {
-    delete hmail.notes[NOTE]
-    delete hmail.notes[PLANNED]
-  }
-  if (!pending && planned && plugin.happy_eyeballs && /Tried all MXs/.test(err)) {
-    const addresses = planned.addresses.map((address) => ({ address }))
-    pending = explainExhausted(planned.domain, addresses, plugin.happy_eyeballs.health)
+  const record = hmail.notes?.[RECORD_NOTE] as DeliveryRecord | undefined
+  if (!record) return undefined
+  const d = record.decision
+  let pending: { status: { code: number; subject: number; detail: number }; reason: string } | undefined
+  if (d.action === 'defer' || d.action === 'bounce') pending = d
+  else if (d.action === 'deliver' && plugin.happy_eyeballs && /Tried all MXs/.test(err)) {
+    pending = explainExhausted(record.domain, d.targets, plugin.happy_eyeballs.health)
   }
   if (!pending) return undefined
   const { status, reason } = pending
@@ -239,7 +228,7 @@ export function explain_deferral(this: Plugin, next: Next, hmail: HMail, params:
     const reason = applyPendingDsn(this, hmail, String(params?.err ?? ''), false)
     if (reason && params) params.err = reason
   } catch (err) {
-    this.logerror(`${LOG_PREFIX}could not set the deferral reason: ${describeSocketError(err)}`)
+    this.logerror(`${LOG_PREFIX}could not set the deferral reason: ${describeError(err)}`)
   }
   next()
 }
@@ -248,7 +237,7 @@ export function explain_bounce(this: Plugin, next: Next, hmail: HMail, err: unkn
   try {
     applyPendingDsn(this, hmail, String(err ?? ''), true)
   } catch (err) {
-    this.logerror(`${LOG_PREFIX}could not set the bounce reason: ${describeSocketError(err)}`)
+    this.logerror(`${LOG_PREFIX}could not set the bounce reason: ${describeError(err)}`)
   }
   next()
 }

@@ -580,8 +580,8 @@ async function plannerRun(ms) {
   const health = new HealthCache({ ttlMs: settings.cache.ttlS * 1000, maxEntries: settings.cache.maxEntries })
   const deps = { settings, dns, health }
 
-  const first = await routeDomain('plan.bench', deps)
-  if (first.action !== 'deliver' || first.entries.length !== 8) {
+  const first = (await routeDomain('plan.bench', deps)).decision
+  if (first.action !== 'deliver' || first.targets.length !== 8) {
     throw new Error(`planner: expected 8 entries to deliver to, got ${JSON.stringify(first)}`)
   }
   let count = 0

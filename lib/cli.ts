@@ -12,19 +12,20 @@ import { parseArgs } from 'node:util'
 import type { Family } from './classify'
 import { isDnsServer, parseSettings, type RawIni, type Settings } from './config'
 import { HealthCache } from './health'
+import { describeError } from './errors'
 import { seededRandom } from './order'
-import { describePlan, planAddresses, type Plan } from './plan'
+import { describePlan, type Plan } from './plan'
 import {
   type AttemptOutcome,
   describeFailures,
-  describeSocketError,
   describeTimeline,
   raceConnect,
   type RaceResult,
   type RaceTarget,
 } from './race'
-import { type DnsClient, makeDnsClient, type Resolution, resolveDestination, toAsciiDomain } from './resolve'
-import { routeDomain, type Route, type Status } from './route'
+import { type DnsClient, makeDnsClient, type Resolution, toAsciiDomain } from './resolve'
+import { showStatus } from './delivery'
+import { routeDomain } from './route'
 
 export interface CliOutput {
   write(chunk: string): unknown
@@ -309,15 +310,12 @@ function memoDns(dns: DnsClient, onQuery: (text: string) => void): DnsClient {
   }
 }
 
-const showStatus = (s: Status): string => `${Math.floor(s.code / 100)}.${s.subject}.${s.detail}`
-
 type Outcome = 'deliver' | 'defer' | 'bounce' | 'null-mx'
 
 interface PlanReport {
   domain: string
   resolution: Resolution
   plan?: Plan
-  route: Route
   outcome: Outcome
   status?: string
   reason?: string
@@ -328,33 +326,16 @@ async function buildPlan(
   settings: Settings,
   dns: DnsClient,
   random: () => number,
-  replay: () => number,
 ): Promise<PlanReport> {
   const health = new HealthCache({ ttlMs: settings.cache.ttlS * 1000, maxEntries: settings.cache.maxEntries })
-  // No racer: the route is the plugin's answer to Haraka before any connect.
-  const route = await routeDomain(domain, { settings, dns, health, random })
-  const resolution = await resolveDestination(domain, dns)
-  const plan =
-    resolution.kind === 'hosts'
-      ? planAddresses(resolution.domain, resolution.hosts, {
-          policy: settings.filter.policy,
-          prefer: settings.prefer,
-          firstFamilyCount: settings.firstFamilyCount,
-          maxAddresses: settings.maxAddresses,
-          health,
-          random: replay,
-        })
-      : undefined
-
-  const report: PlanReport = { domain: resolution.domain, resolution, route, outcome: route.action }
-  if (plan) report.plan = plan
-  if (route.action === 'defer' || route.action === 'bounce') {
-    report.status = showStatus(route.status)
-    report.reason = route.reason
-  } else if (route.action === 'null-mx') {
-    // Haraka's own null MX path bounces with this status.
-    report.status = '5.1.10'
-    report.reason = `${resolution.domain} has a null MX: it accepts no mail`
+  // No racer: the record is the plugin's answer to Haraka before any connect.
+  const record = await routeDomain(domain, { settings, dns, health, random })
+  const d = record.decision
+  const report: PlanReport = { domain: record.domain, resolution: record.resolution, outcome: d.action }
+  if (record.plan) report.plan = record.plan
+  if (d.action !== 'deliver') {
+    report.status = showStatus(d.status)
+    report.reason = d.reason
   }
   return report
 }
@@ -514,7 +495,7 @@ function connectOnce(target: RaceTarget, timeoutMs: number): Promise<Omit<Addres
     try {
       socket = connectTo(target)
     } catch (err) {
-      resolve({ connected: false, ms: ms(), error: describeSocketError(err) })
+      resolve({ connected: false, ms: ms(), error: describeError(err) })
       return
     }
     const done = (result: Omit<AddressProbe, 'target' | 'race'>): void => {
@@ -529,9 +510,7 @@ function connectOnce(target: RaceTarget, timeoutMs: number): Promise<Omit<Addres
       timeoutMs,
     )
     socket.once('connect', () => done({ connected: true, ms: ms() }))
-    socket.once('error', (err: unknown) =>
-      done({ connected: false, ms: ms(), error: describeSocketError(err) }),
-    )
+    socket.once('error', (err: unknown) => done({ connected: false, ms: ms(), error: describeError(err) }))
   })
 }
 
@@ -700,7 +679,7 @@ async function run(argv: string[], io: CliIo): Promise<number> {
   const seed = Math.floor(Math.random() * 2 ** 32)
   let report: PlanReport
   try {
-    report = await buildPlan(opts.domain, settings, dns, seededRandom(seed), seededRandom(seed))
+    report = await buildPlan(opts.domain, settings, dns, seededRandom(seed))
   } finally {
     progress.end()
   }

@@ -9,7 +9,8 @@ import { randomUUID } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 
 import type { ConnectOutcome } from './health'
-import { describeSocketError, type RaceSocket, type RaceTarget } from './race'
+import { describeError } from './errors'
+import type { RaceSocket, RaceTarget } from './race'
 
 export type PoolShape = 'mx' | 'legacy' | 'unknown'
 
@@ -188,12 +189,12 @@ export class ClientPoolBridge {
       try {
         this.deps.onOutcome(target, {
           ok: !err,
-          ...(err ? { error: describeSocketError(err) } : {}),
+          ...(err ? { error: describeError(err) } : {}),
           latencyMs: Math.round(performance.now() - started),
           at: Date.now(),
         })
       } catch (e) {
-        this.deps.log('error', `health record failed: ${describeSocketError(e)}`)
+        this.deps.log('error', `health record failed: ${describeError(e)}`)
       }
       callback(err, socket)
     }

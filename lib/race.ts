@@ -6,6 +6,7 @@
 import type { EventEmitter } from 'node:events'
 
 import type { Family } from './classify'
+import { type ErrorFacts, errorFacts } from './errors'
 
 export interface RaceTarget {
   address: string
@@ -28,7 +29,10 @@ export interface AttemptRecord {
   startMs: number
   endMs?: number
   outcome: AttemptOutcome
+  /** What went wrong, as the operator reads it: `connect ECONNREFUSED`, `no answer in 250 ms`. */
   error?: string
+  /** The error's code when it had one (`ECONNREFUSED`, `EINVAL`); a timeout has none. */
+  code?: string
 }
 
 export interface RaceOptions<S extends RaceSocket> {
@@ -44,16 +48,6 @@ export interface RaceResult<S extends RaceSocket> {
   winner?: { index: number; target: RaceTarget; socket: S }
   attempts: AttemptRecord[]
   elapsedMs: number
-}
-
-/** `connect ECONNREFUSED`, `bind EINVAL`: what the operator needs from a socket error. */
-export function describeSocketError(err: unknown): string {
-  if (err && typeof err === 'object') {
-    const e = err as { code?: unknown; syscall?: unknown; message?: unknown }
-    if (e.code) return e.syscall ? `${String(e.syscall)} ${String(e.code)}` : String(e.code)
-    if (e.message) return String(e.message)
-  }
-  return String(err)
 }
 
 const noop = (): void => {}
@@ -135,7 +129,7 @@ function startAttempt<S extends RaceSocket>(ctx: RaceContext<S>): void {
   try {
     socket = ctx.opts.connect(target)
   } catch (err) {
-    settleFailure(ctx, i, describeSocketError(err))
+    settleFailure(ctx, i, errorFacts(err))
     return
   }
   ctx.live.set(i, socket)
@@ -153,16 +147,17 @@ function startAttempt<S extends RaceSocket>(ctx: RaceContext<S>): void {
     socket.destroy()
     if (ctx.done || record.outcome !== 'pending') return
     ctx.live.delete(i)
-    settleFailure(ctx, i, describeSocketError(err))
+    settleFailure(ctx, i, errorFacts(err))
     advance(ctx)
   })
 }
 
 /** Records a failed attempt; the caller advances the race. */
-function settleFailure(ctx: RaceContext<RaceSocket>, i: number, error: string): void {
+function settleFailure(ctx: RaceContext<RaceSocket>, i: number, error: ErrorFacts): void {
   const record = ctx.attempts[i]
   record.outcome = 'failed'
-  record.error = error
+  record.error = error.text
+  if (error.code) record.code = error.code
   record.endMs = since(ctx)
   ctx.failedSinceStart = true
 }
@@ -231,7 +226,7 @@ const showTarget = (t: RaceTarget): string =>
   t.family === 'ipv6' ? `[${t.address}]:${t.port}` : `${t.address}:${t.port}`
 
 /** `+0ms [2001:db8::1]:25 cancelled; +250ms 192.0.2.1:25 connected in 3 ms` */
-export function describeTimeline(result: RaceResult<RaceSocket>): string {
+export function describeTimeline(result: { attempts: AttemptRecord[] }): string {
   return result.attempts
     .map((a) => {
       const took = a.endMs === undefined ? '' : ` after ${a.endMs - a.startMs} ms`
@@ -243,7 +238,7 @@ export function describeTimeline(result: RaceResult<RaceSocket>): string {
 }
 
 /** Every address with why it did not connect: the text of a 4.4.1 deferral. */
-export function describeFailures(result: RaceResult<RaceSocket>, untried: RaceTarget[] = []): string {
+export function describeFailures(result: { attempts: AttemptRecord[] }, untried: RaceTarget[] = []): string {
   const lines = result.attempts.map((a) => `${a.target.address}: ${a.error ?? a.outcome}`)
   for (const t of untried) lines.push(`${t.address}: not tried before the deadline`)
   return lines.join('; ')

@@ -1,18 +1,22 @@
-// One domain's route: resolve, filter, order, optionally race, and say what Haraka should
-// do — deliver to this list, defer or bounce with this status and reason.
+// One domain's route: resolve, filter, order, optionally race, and decide what Haraka should
+// do — deliver to this list, defer or bounce with this status and reason. The result is the
+// message's delivery record.
 
 import type { Settings } from './config'
-import type { HealthCache } from './health'
-import { describeFiltered, describePlan, type Plan, planAddresses } from './plan'
 import {
-  describeFailures,
-  describeTimeline,
-  raceConnect,
-  type RaceResult,
-  type RaceSocket,
-  type RaceTarget,
-} from './race'
+  type DeliveryRecord,
+  describeRaceFailure,
+  describeUnusable,
+  type RaceRecord,
+  STATUS,
+  type Status,
+} from './delivery'
+import type { HealthCache } from './health'
+import { type Plan, planAddresses } from './plan'
+import { raceConnect, type RaceResult, type RaceSocket, type RaceTarget } from './race'
 import { type DnsClient, resolveDestination } from './resolve'
+
+export { STATUS, type Status } from './delivery'
 
 /** The fields of one Haraka MX entry (an IP literal). */
 export interface MxEntry {
@@ -22,19 +26,6 @@ export interface MxEntry {
   bind?: string
   from_dns: string
 }
-
-/** An RFC 3463 status the deferral or bounce carries: class 4 or 5, subject, detail. */
-export interface Status {
-  code: 450 | 550
-  subject: number
-  detail: number
-}
-
-export type Route =
-  | { action: 'deliver'; targets: RaceTarget[]; entries: MxEntry[]; log: string }
-  | { action: 'null-mx'; log: string }
-  | { action: 'defer'; status: Status; reason: string; log: string }
-  | { action: 'bounce'; status: Status; reason: string; log: string }
 
 export interface Racer<S extends RaceSocket> {
   connect(target: RaceTarget): S
@@ -52,16 +43,8 @@ export interface RouteDeps<S extends RaceSocket> {
   random?: () => number
 }
 
-export const STATUS = {
-  dnsTemporary: { code: 450, subject: 4, detail: 3 },
-  noRoute: { code: 450, subject: 4, detail: 4 },
-  noRouteFinal: { code: 550, subject: 4, detail: 4 },
-  noAnswer: { code: 450, subject: 4, detail: 1 },
-  badConnection: { code: 450, subject: 4, detail: 2 },
-  noDomain: { code: 550, subject: 1, detail: 2 },
-} as const satisfies Record<string, Status>
-
-function targetsOf(plan: Plan, settings: Settings): RaceTarget[] {
+/** The plan's candidates as connect targets: the configured port and a bind per family. */
+export function targetsOf(plan: Plan, settings: Settings): RaceTarget[] {
   return plan.kept.map((c) => ({
     ...c,
     port: settings.port,
@@ -69,7 +52,8 @@ function targetsOf(plan: Plan, settings: Settings): RaceTarget[] {
   }))
 }
 
-function entriesOf(targets: RaceTarget[]): MxEntry[] {
+/** The targets as Haraka MX entries, in order. */
+export function entriesOf(targets: RaceTarget[]): MxEntry[] {
   // Haraka 3.0.x re-sorts by priority: strictly increasing priorities keep this order.
   return targets.map((t, i) => ({
     exchange: t.address,
@@ -93,27 +77,35 @@ function afterRace(targets: RaceTarget[], result: RaceResult<RaceSocket>): RaceT
   ]
 }
 
-export async function routeDomain<S extends RaceSocket>(domain: string, deps: RouteDeps<S>): Promise<Route> {
+export async function routeDomain<S extends RaceSocket>(
+  domain: string,
+  deps: RouteDeps<S>,
+): Promise<DeliveryRecord> {
   const { settings, health } = deps
   const resolution = await resolveDestination(domain, deps.dns)
+  const record = (decision: DeliveryRecord['decision'], plan?: Plan, race?: RaceRecord): DeliveryRecord => ({
+    domain: resolution.domain,
+    resolution,
+    ...(plan ? { plan } : {}),
+    ...(race ? { race } : {}),
+    decision,
+  })
 
   switch (resolution.kind) {
     case 'null-mx':
-      return { action: 'null-mx', log: `${resolution.domain} has a null MX` }
+      return record({
+        action: 'null-mx',
+        status: STATUS.nullMx,
+        reason: `${resolution.domain} has a null MX: it accepts no mail`,
+      })
     case 'no-domain':
-      return {
-        action: 'bounce',
-        status: STATUS.noDomain,
-        reason: resolution.detail,
-        log: `bounce: ${resolution.detail}`,
-      }
+      return record({ action: 'bounce', status: STATUS.noDomain, reason: resolution.detail })
     case 'temporary':
-      return {
+      return record({
         action: 'defer',
         status: STATUS.dnsTemporary,
         reason: `DNS lookup failed: ${resolution.detail}`,
-        log: `defer: DNS lookup failed: ${resolution.detail}`,
-      }
+      })
   }
 
   const plan = planAddresses(resolution.domain, resolution.hosts, {
@@ -124,28 +116,26 @@ export async function routeDomain<S extends RaceSocket>(domain: string, deps: Ro
     health,
     ...(deps.random ? { random: deps.random } : {}),
   })
-  const planLine = describePlan(plan)
 
   if (!plan.kept.length) {
     // Only DNS errors and no address at all: a temporary DNS problem, not a routing one.
     if (!plan.filtered.length && plan.dnsErrors.length) {
       const reason = `DNS lookup failed: ${plan.dnsErrors.join(', ')}`
-      return { action: 'defer', status: STATUS.dnsTemporary, reason, log: `${planLine}; defer` }
+      return record({ action: 'defer', status: STATUS.dnsTemporary, reason }, plan)
     }
-    const reason = plan.filtered.length
-      ? `no usable address for ${plan.domain}: ${describeFiltered(plan)}`
-      : `no address records for the MX hosts of ${plan.domain}`
-    if (settings.filter.allFiltered === 'bounce' && plan.filtered.length) {
-      return { action: 'bounce', status: STATUS.noRouteFinal, reason, log: `${planLine}; bounce` }
-    }
-    return { action: 'defer', status: STATUS.noRoute, reason, log: `${planLine}; defer` }
+    const reason = describeUnusable(plan)
+    const bounce = settings.filter.allFiltered === 'bounce' && plan.filtered.length > 0
+    return record(
+      bounce
+        ? { action: 'bounce', status: STATUS.noRouteFinal, reason }
+        : { action: 'defer', status: STATUS.noRoute, reason },
+      plan,
+    )
   }
 
   const targets = targetsOf(plan, settings)
   const { racer } = deps
-  if (!racer || !settings.race.enabled) {
-    return { action: 'deliver', targets, entries: entriesOf(targets), log: planLine }
-  }
+  if (!racer || !settings.race.enabled) return record({ action: 'deliver', targets }, plan)
 
   const result = await raceConnect(targets, {
     attemptDelayMs: settings.race.attemptDelayMs,
@@ -157,23 +147,20 @@ export async function routeDomain<S extends RaceSocket>(domain: string, deps: Ro
     connect: (t) => racer.connect(t),
   })
   recordRace(health, result, settings.race.attemptDelayMs)
-  const timeline = `race ${describeTimeline(result)}`
+  const race: RaceRecord = {
+    attempts: result.attempts,
+    elapsedMs: result.elapsedMs,
+    untried: targets.slice(result.attempts.length),
+  }
 
   if (!result.winner) {
-    const untried = targets.slice(result.attempts.length)
-    const reason = `no MX address of ${plan.domain} answered: ${describeFailures(result, untried)}`
-    return { action: 'defer', status: STATUS.noAnswer, reason, log: `${planLine}; ${timeline}; defer` }
+    const reason = describeRaceFailure(plan.domain, race)
+    return record({ action: 'defer', status: STATUS.noAnswer, reason }, plan, race)
   }
 
   const { target, socket } = result.winner
   racer.hold(target, socket)
-  const ordered = afterRace(targets, result)
-  return {
-    action: 'deliver',
-    targets: ordered,
-    entries: entriesOf(ordered),
-    log: `${planLine}; ${timeline}; winner ${target.address}`,
-  }
+  return record({ action: 'deliver', targets: afterRace(targets, result), winner: target }, plan, race)
 }
 
 /**
