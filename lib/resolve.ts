@@ -24,7 +24,13 @@ export type Resolution =
   | { kind: 'hosts'; domain: string; implicit: boolean; hosts: MxHost[] }
   | { kind: 'null-mx'; domain: string }
   | { kind: 'no-domain'; domain: string; detail: string }
-  | { kind: 'temporary'; domain: string; detail: string }
+  | {
+      kind: 'temporary'
+      domain: string
+      detail: string
+      /** The resolver's error code when one code explains the failure (ETIMEOUT, ESERVFAIL, …). */
+      code?: string
+    }
 
 export interface ResolveOptions {
   /** MX hosts looked at, lowest preference first: bounds the fan-out of a hostile zone. */
@@ -47,6 +53,19 @@ export function toAsciiDomain(domain: string): string {
   return domainToASCII(d).toLowerCase()
 }
 
+const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/
+
+/**
+ * The domain as the plugin looks it up (A-label, lower case), or undefined when it is no
+ * host name: an IP address, an empty label, a label over 63 octets or with other characters
+ * than letters, digits and inner hyphens.
+ */
+export function validDomain(input: string): string | undefined {
+  const ascii = toAsciiDomain(input)
+  if (!ascii || net.isIP(ascii)) return undefined
+  return ascii.split('.').every((l) => LABEL.test(l)) ? ascii : undefined
+}
+
 /** The resolver's error code (ENODATA, ESERVFAIL, ...). Anything else is a bug: rethrown. */
 function errorCode(err: unknown): string {
   const code = err && typeof err === 'object' ? (err as { code?: unknown }).code : undefined
@@ -63,7 +82,7 @@ async function lookupFamily(
   dns: DnsClient,
   name: string,
   type: 'AAAA' | 'A',
-): Promise<{ addresses: string[]; error?: string; noName?: boolean }> {
+): Promise<{ addresses: string[]; error?: string; code?: string; noName?: boolean }> {
   try {
     const answers = type === 'AAAA' ? await dns.resolve6(name) : await dns.resolve4(name)
     return { addresses: answers }
@@ -71,16 +90,24 @@ async function lookupFamily(
     const code = errorCode(err)
     if (isNoData(code)) return { addresses: [] }
     if (isNoName(code)) return { addresses: [], noName: true }
-    return { addresses: [], error: `${type} ${code}` }
+    return { addresses: [], error: `${type} ${code}`, code }
   }
 }
 
+/** A host's addresses, and the error codes of its failed lookups. */
+interface HostAnswer {
+  host: MxHost
+  codes: string[]
+}
+
 /** AAAA and A in parallel: one family failing never hides the other's answer. */
-async function lookupHost(dns: DnsClient, exchange: string, preference: number): Promise<MxHost> {
-  if (net.isIP(exchange)) return { exchange, preference, addresses: [exchange], errors: [] }
+async function lookupHost(dns: DnsClient, exchange: string, preference: number): Promise<HostAnswer> {
+  if (net.isIP(exchange))
+    return { host: { exchange, preference, addresses: [exchange], errors: [] }, codes: [] }
   const [v6, v4] = await Promise.all([lookupFamily(dns, exchange, 'AAAA'), lookupFamily(dns, exchange, 'A')])
   const errors = [v6.error, v4.error].filter((e): e is string => Boolean(e))
-  return { exchange, preference, addresses: [...v6.addresses, ...v4.addresses], errors }
+  const codes = [v6.code, v4.code].filter((c): c is string => Boolean(c))
+  return { host: { exchange, preference, addresses: [...v6.addresses, ...v4.addresses], errors }, codes }
 }
 
 export async function resolveDestination(
@@ -99,7 +126,8 @@ export async function resolveDestination(
     const code = errorCode(err)
     if (isNoName(code)) return { kind: 'no-domain', domain, detail: `NXDOMAIN for ${domain}` }
     if (isBadName(code)) return { kind: 'no-domain', domain, detail: `${domain} is not a valid domain name` }
-    if (!isNoData(code)) return { kind: 'temporary', domain, detail: `MX lookup for ${domain}: ${code}` }
+    if (!isNoData(code))
+      return { kind: 'temporary', domain, detail: `MX lookup for ${domain}: ${code}`, code }
   }
 
   const real = records.filter((r) => r.exchange !== '' && r.exchange !== '.')
@@ -107,9 +135,12 @@ export async function resolveDestination(
 
   if (!real.length) {
     // RFC 5321 §5.1: no MX records, the domain itself is the implicit MX.
-    const host = await lookupHost(dns, domain, 0)
+    const { host, codes } = await lookupHost(dns, domain, 0)
     if (!host.addresses.length && host.errors.length) {
-      return { kind: 'temporary', domain, detail: `${domain}: ${host.errors.join(', ')}` }
+      const detail = `${domain}: ${host.errors.join(', ')}`
+      // AAAA and A failing alike (both ETIMEOUT) is one cause; two different codes are not.
+      const [code, other] = new Set(codes)
+      return { kind: 'temporary', domain, detail, ...(other === undefined ? { code } : {}) }
     }
     if (!host.addresses.length) {
       return { kind: 'no-domain', domain, detail: `${domain} has no MX, AAAA or A records` }
@@ -125,6 +156,7 @@ export async function resolveDestination(
     if (!byName.has(name) || pref < (byName.get(name) as number)) byName.set(name, pref)
   }
   const chosen = [...byName.entries()].sort((a, b) => a[1] - b[1]).slice(0, maxHosts)
-  const hosts = await Promise.all(chosen.map(([name, pref]) => lookupHost(dns, name, pref)))
+  const answers = await Promise.all(chosen.map(([name, pref]) => lookupHost(dns, name, pref)))
+  const hosts = answers.map((a) => a.host)
   return { kind: 'hosts', domain, implicit: false, hosts }
 }

@@ -243,6 +243,26 @@ describe('haraka-happy-eyeballs command', function () {
       )
     })
 
+    for (const address of ['user@seed.test', '<user@seed.test>', ' <User@SEED.test> ']) {
+      it(`takes the mail address ${JSON.stringify(address)} for its domain, as the plan of seed.test`, async function () {
+        const r = await run(['plan', address, '--json'])
+        assert.equal(r.code, 0, r.stderr)
+        const json = JSON.parse(r.stdout)
+        const byDomain = JSON.parse((await run(['plan', 'seed.test', '--json'])).stdout)
+        assert.equal(json.domain, 'seed.test')
+        assert.deepEqual(json, byDomain)
+      })
+    }
+
+    it('looks up the A-label of an internationalized address domain', async function () {
+      const json = JSON.parse((await run(['plan', 'jörg@bücher.test', '--json'])).stdout)
+      assert.equal(json.domain, 'xn--bcher-kva.test')
+      assert.deepEqual(
+        json.kept.map((k) => k.address),
+        ['127.0.0.3'],
+      )
+    })
+
     it('prints config problems to stderr as warnings and still plans', async function () {
       const dir = writeConfig('bad-keys', `${LOOPBACK_ALLOWED}[main]\nbogus=1\nport=99999\n`)
       const r = await run(['plan', 'seed.test'], { config: dir })
@@ -251,6 +271,91 @@ describe('haraka-happy-eyeballs command', function () {
       assert.match(r.stderr, /warning: happy_eyeballs\.ini: \[main\] port="?99999"? is not a whole number/)
       assert.doesNotMatch(r.stdout, /warning/)
       assert.match(r.stdout, /^connect order \(port 25\):/m)
+    })
+  })
+
+  describe('config', function () {
+    it('a Haraka install directory given as --config is read through its config/', async function () {
+      const dir = path.join(tmp, 'install')
+      fs.mkdirSync(path.join(dir, 'config'), { recursive: true })
+      fs.writeFileSync(
+        path.join(dir, 'config', 'happy_eyeballs.ini'),
+        `${LOOPBACK_ALLOWED}[main]\nprefer=ipv4\n`,
+      )
+      const json = JSON.parse((await run(['plan', 'dual.test', '--json'], { config: dir })).stdout)
+      assert.deepEqual(
+        json.kept.map((k) => k.address),
+        ['127.0.0.1', '::1'],
+      )
+    })
+
+    it('HARAKA and HARAKA_TEST_DIR in the environment redirect neither the defaults nor --config', async function () {
+      const elsewhere = path.join(tmp, 'elsewhere')
+      fs.mkdirSync(path.join(elsewhere, 'config'), { recursive: true })
+      fs.writeFileSync(
+        path.join(elsewhere, 'config', 'happy_eyeballs.ini'),
+        '[main]\nprefer=ipv4\nport=2525\n',
+      )
+      const saved = { HARAKA: process.env.HARAKA, HARAKA_TEST_DIR: process.env.HARAKA_TEST_DIR }
+      process.env.HARAKA = elsewhere
+      process.env.HARAKA_TEST_DIR = elsewhere
+      let r
+      try {
+        r = await run(['plan', 'dual.test', '--json'])
+      } finally {
+        for (const [name, value] of Object.entries(saved)) {
+          if (value === undefined) delete process.env[name]
+          else process.env[name] = value
+        }
+      }
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(process.env.HARAKA_TEST_DIR, saved.HARAKA_TEST_DIR)
+      assert.deepEqual(
+        JSON.parse(r.stdout).kept.map((k) => k.address),
+        ['::1', '127.0.0.1'],
+      )
+      assert.match((await run(['plan', 'dual.test'])).stdout, /^connect order \(port 25\):/m)
+    })
+
+    it('reads the ini once: every file watcher it opens is closed, and no temporary link is left', async function () {
+      const dir = writeConfig('watched', `${LOOPBACK_ALLOWED}[main]\nprefer=ipv4\n`)
+      const watchers = []
+      const made = []
+      const { watch, mkdtempSync } = fs
+      fs.watch = function (...args) {
+        const watcher = watch.apply(this, args)
+        const seen = { path: String(args[0]), closed: false }
+        watchers.push(seen)
+        const close = watcher.close
+        watcher.close = function (...closeArgs) {
+          seen.closed = true
+          return close.apply(this, closeArgs)
+        }
+        return watcher
+      }
+      fs.mkdtempSync = function (...args) {
+        const made1 = mkdtempSync.apply(this, args)
+        made.push(made1)
+        return made1
+      }
+      let r
+      try {
+        r = await run(['plan', 'dual.test', '--json'], { config: dir })
+      } finally {
+        fs.watch = watch
+        fs.mkdtempSync = mkdtempSync
+      }
+      assert.equal(r.code, 0, r.stderr)
+      assert.equal(JSON.parse(r.stdout).kept[0].address, '127.0.0.1')
+      assert.deepEqual(
+        watchers.filter((w) => !w.closed),
+        [],
+      )
+      assert.deepEqual(
+        made.filter((d) => fs.existsSync(d)),
+        [],
+      )
+      assert.ok(fs.existsSync(path.join(dir, 'happy_eyeballs.ini')))
     })
   })
 
@@ -392,6 +497,24 @@ describe('haraka-happy-eyeballs command', function () {
       [['plan', 'a..b.test'], /invalid domain/],
       [['plan', '127.0.0.1'], /invalid domain/],
       [['plan', 'seed.test', 'more.test'], /unexpected argument 'more\.test'/],
+      [
+        ['plan', 'user@exa mple.test'],
+        /invalid address 'user@exa mple\.test': unexpected " " at character 9/,
+      ],
+      [['plan', 'a@b@c.test'], /invalid address 'a@b@c\.test': unexpected "@" at character 4/],
+      [['probe', '<user@seed.test'], /invalid address '<user@seed\.test': incomplete address/],
+      [['plan', 'user@'], /invalid address 'user@': incomplete address/],
+      [['plan', '<>'], /invalid address '<>': it has no domain/],
+      [
+        ['plan', 'user@[127.0.0.1]'],
+        /invalid address 'user@\[127\.0\.0\.1\]': \[127\.0\.0\.1\] is an address literal/,
+      ],
+      [['plan', 'user@127.0.0.1'], /invalid address 'user@127\.0\.0\.1': invalid domain '127\.0\.0\.1'/],
+      [
+        ['plan', `${'u'.repeat(65)}@seed.test`],
+        /invalid address 'u+@seed\.test': RFC-5321 local-part exceeds 64 octets/,
+      ],
+
       [['plan', 'seed.test', '--dns', '1.2.3'], /bad --dns '1\.2\.3'/],
       [['plan', 'seed.test', '--dns', 'dns.example:53'], /bad --dns 'dns\.example:53'/],
       [['plan', 'seed.test', '--dns', '127.0.0.1:70000'], /bad --dns/],
@@ -473,6 +596,19 @@ describe('haraka-happy-eyeballs command', function () {
       })
       assert.equal(code, 0)
       assert.match(stdout, /^Usage: haraka-happy-eyeballs <command> <domain>/)
+    })
+
+    it('node dist/cli.js plan <address> prints the plan and exits by itself', async function () {
+      const bin = path.join(__dirname, '..', 'dist', 'cli.js')
+      const args = [bin, 'plan', '<user@seed.test>', '--config', configDir, '--dns', `127.0.0.1:${dns.port}`]
+      const { code, stdout } = await new Promise((resolve) => {
+        execFile(process.execPath, args, { timeout: 20000 }, (err, out) =>
+          resolve({ code: err ? (err.code ?? 1) : 0, stdout: out }),
+        )
+      })
+      assert.equal(code, 0)
+      assert.match(stdout, /^seed\.test: MX hosts$/m)
+      assert.match(stdout, /^outcome: deliver/m)
     })
   })
 })

@@ -2,7 +2,7 @@
 
 const assert = require('node:assert/strict')
 
-const { makeDnsClient, resolveDestination, toAsciiDomain } = require('../dist/lib/resolve')
+const { makeDnsClient, resolveDestination, toAsciiDomain, validDomain } = require('../dist/lib/resolve')
 const { startCnameDns } = require('./support/cname-dns')
 
 const code = (c) => Object.assign(new Error(c), { code: c })
@@ -103,6 +103,58 @@ describe('resolveDestination', function () {
     assert.equal(toAsciiDomain('Bücher.Example.'), 'xn--bcher-kva.example')
     assert.equal(toAsciiDomain(''), '')
     assert.equal(toAsciiDomain('a'.repeat(254)), '')
+  })
+
+  it('an MX lookup that fails keeps the resolver code as data', async function () {
+    const r = await resolveDestination('d.test', stubDns({ 'd.test': { mx: 'ETIMEOUT' } }))
+    assert.equal(r.kind, 'temporary')
+    assert.equal(r.code, 'ETIMEOUT')
+    assert.equal(r.detail, 'MX lookup for d.test: ETIMEOUT')
+  })
+
+  it('an implicit MX whose AAAA and A fail alike keeps that code; two different codes keep none', async function () {
+    const alike = await resolveDestination(
+      'd.test',
+      stubDns({ 'd.test': { aaaa: 'ETIMEOUT', a: 'ETIMEOUT' } }),
+    )
+    assert.equal(alike.kind, 'temporary')
+    assert.equal(alike.code, 'ETIMEOUT')
+    const mixed = await resolveDestination(
+      'd.test',
+      stubDns({ 'd.test': { aaaa: 'ESERVFAIL', a: 'ETIMEOUT' } }),
+    )
+    assert.equal(mixed.kind, 'temporary')
+    assert.equal('code' in mixed, false)
+    assert.equal(mixed.detail, 'd.test: AAAA ESERVFAIL, A ETIMEOUT')
+  })
+})
+
+describe('validDomain', function () {
+  it('gives the domain as it is looked up: A-label, lower case, no trailing dot', function () {
+    assert.equal(validDomain('Bücher.Example.'), 'xn--bcher-kva.example')
+    assert.equal(validDomain(' MX-1.example.org '), 'mx-1.example.org')
+    assert.equal(validDomain('localhost'), 'localhost')
+    assert.equal(validDomain(`${'a'.repeat(63)}.test`), `${'a'.repeat(63)}.test`)
+  })
+
+  it('rejects what is no host name: IP addresses, empty or over-long labels, other characters', function () {
+    for (const bad of [
+      '',
+      '.',
+      '127.0.0.1',
+      '::1',
+      'a..b.test',
+      '.a.test',
+      'exa mple.test',
+      '-a.test',
+      'a-.test',
+      '_dmarc.example.org',
+      'user@example.org',
+      `${'a'.repeat(64)}.test`,
+      `${'a.'.repeat(127)}ab`,
+    ]) {
+      assert.equal(validDomain(bad), undefined, bad)
+    }
   })
 })
 

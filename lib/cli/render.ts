@@ -1,0 +1,172 @@
+// The command's output, text or JSON: the plan rendered from the delivery record, the probe
+// from its report.
+
+import type { Family } from '../classify'
+import { type DeliveryRecord, showStatus, STATUS } from '../delivery'
+import { describePlan } from '../plan'
+import type { AddressProbe, ProbeReport } from './probe'
+
+const pad = (s: string, n: number): string => (s.length >= n ? s : s + ' '.repeat(n - s.length))
+
+export interface PlanJson {
+  domain: string
+  outcome: DeliveryRecord['decision']['action']
+  kept: Array<{ address: string; family: Family; exchange: string; preference: number }>
+  filtered: Array<{ address: string; exchange: string; reason: string }>
+  dnsErrors: string[]
+  mx: Array<{ exchange: string; preference: number; addresses: string[]; errors: string[] }>
+  implicitMx: boolean
+  status?: string
+  reason?: string
+}
+
+export function planJson(r: DeliveryRecord): PlanJson {
+  const { resolution: res, plan, decision: d } = r
+  const out: PlanJson = {
+    domain: r.domain,
+    outcome: d.action,
+    kept: [],
+    filtered: [],
+    dnsErrors: [],
+    mx: [],
+    implicitMx: res.kind === 'hosts' && res.implicit,
+  }
+  if (d.action !== 'deliver') {
+    out.status = showStatus(d.status)
+    out.reason = d.reason
+  }
+  if (plan) {
+    out.kept = plan.kept.map((c) => ({
+      address: c.address,
+      family: c.family,
+      exchange: c.exchange,
+      preference: c.preference,
+    }))
+    out.filtered = plan.filtered.map((f) => ({ address: f.address, exchange: f.exchange, reason: f.reason }))
+    out.dnsErrors = plan.dnsErrors.slice()
+  }
+  if (res.kind === 'hosts') {
+    out.mx = res.hosts.map((h) => ({
+      exchange: h.exchange,
+      preference: h.preference,
+      addresses: h.addresses.slice(),
+      errors: h.errors.slice(),
+    }))
+  }
+  return out
+}
+
+export function planText(r: DeliveryRecord, port: number): string {
+  const lines: string[] = []
+  const { resolution: res, plan, decision: d } = r
+  if (res.kind === 'hosts') {
+    lines.push(
+      res.implicit
+        ? `${r.domain}: no MX records, the domain itself is the implicit MX (RFC 5321 §5.1)`
+        : `${r.domain}: MX hosts`,
+    )
+    for (const h of res.hosts) {
+      const addrs = h.addresses.length ? h.addresses.join(', ') : 'no addresses'
+      const errs = h.errors.length ? ` (${h.errors.join(', ')})` : ''
+      lines.push(`  ${pad(String(h.preference), 5)} ${h.exchange}: ${addrs}${errs}`)
+    }
+  }
+  if (plan) {
+    lines.push(`connect order (port ${port}):`)
+    if (!plan.kept.length) lines.push('  none')
+    const width = Math.max(0, ...plan.kept.map((c) => c.address.length))
+    plan.kept.forEach((c, i) => {
+      lines.push(
+        `  ${i + 1}. ${pad(c.address, width)}  ${c.family}  ${c.exchange} (preference ${c.preference})`,
+      )
+    })
+    if (plan.filtered.length) {
+      lines.push('filtered:')
+      for (const f of plan.filtered) lines.push(`  ${f.address} of ${f.exchange}: ${f.reason}`)
+    }
+    if (plan.dnsErrors.length) {
+      lines.push('dns errors:')
+      for (const e of plan.dnsErrors) lines.push(`  ${e}`)
+    }
+    lines.push(`log: ${describePlan(plan)}`)
+  }
+  switch (d.action) {
+    case 'deliver': {
+      const n = d.targets.length
+      lines.push(`outcome: deliver (${n} address${n === 1 ? '' : 'es'}, ${d.targets[0]?.address} first)`)
+      break
+    }
+    case 'null-mx':
+      lines.push(`outcome: null MX: ${r.domain} accepts no mail (Haraka bounces ${showStatus(d.status)})`)
+      break
+    default:
+      lines.push(`outcome: ${d.action} ${showStatus(d.status)}: ${d.reason}`)
+  }
+  return lines.join('\n') + '\n'
+}
+
+function probeResultText(p: AddressProbe): string {
+  if (p.connected) return `connected in ${p.ms} ms`
+  // A timeout's text already says how long.
+  if (p.error)
+    return p.ms === undefined || p.error.startsWith('no answer') ? p.error : `${p.error} after ${p.ms} ms`
+  return 'not tried'
+}
+
+function probeRaceText(p: AddressProbe): string {
+  if (p.race === 'not tried') return 'race: not tried'
+  const at = `+${p.raceStartMs} ms`
+  return `race: ${p.race === 'connected' ? 'winner' : p.race} (started ${at})`
+}
+
+export function probeText(p: ProbeReport): string {
+  const lines: string[] = [
+    `probe port ${p.port}, attempt delay ${p.attemptDelayMs} ms, timeout ${p.timeoutMs} ms` +
+      (p.raceEnabled ? '' : ' (racing disabled in the config)'),
+  ]
+  const width = Math.max(0, ...p.addresses.map((a) => a.target.address.length))
+  const results = p.addresses.map(probeResultText)
+  const rwidth = Math.max(0, ...results.map((r) => r.length))
+  p.addresses.forEach((a, i) => {
+    lines.push(
+      `  ${pad(a.target.address, width)}  ${a.target.family}  ${pad(results[i], rwidth)}  ${probeRaceText(a)}`,
+    )
+  })
+  lines.push(`ipv4: ${p.families.ipv4}`, `ipv6: ${p.families.ipv6}`)
+  if (p.timeline) lines.push(`race: ${p.timeline}`)
+  if (p.chosen) {
+    const how = p.raceEnabled
+      ? `the race winner with a ${p.attemptDelayMs} ms attempt delay`
+      : 'the first address in plan order that connects'
+    lines.push(`chosen: ${p.chosen.address} (${p.chosen.exchange}, ${p.chosen.family}): ${how}`)
+  } else {
+    lines.push(`chosen: none; the plugin would defer ${showStatus(STATUS.noAnswer)}: ${p.failure}`)
+  }
+  return lines.join('\n') + '\n'
+}
+
+export function probeJson(p: ProbeReport): object {
+  return {
+    port: p.port,
+    attemptDelayMs: p.attemptDelayMs,
+    timeoutMs: p.timeoutMs,
+    raceEnabled: p.raceEnabled,
+    addresses: p.addresses.map((a) => ({
+      address: a.target.address,
+      family: a.target.family,
+      exchange: a.target.exchange,
+      preference: a.target.preference,
+      connected: a.connected,
+      ...(a.ms !== undefined ? { ms: a.ms } : {}),
+      ...(a.error !== undefined ? { error: a.error } : {}),
+      race: a.race,
+      ...(a.raceStartMs !== undefined ? { raceStartMs: a.raceStartMs } : {}),
+    })),
+    families: p.families,
+    chosen: p.chosen
+      ? { address: p.chosen.address, family: p.chosen.family, exchange: p.chosen.exchange }
+      : null,
+    timeline: p.timeline,
+    ...(p.failure ? { failure: p.failure } : {}),
+  }
+}
