@@ -49,7 +49,7 @@ function zonelessLinkLocalConnect({ uv = process.versions.uv, interfaces } = {})
       fails: true,
       via: null,
       label: 'fails with EINVAL at once',
-      reason: `libuv ${uv} (< 1.47) leaves scope id 0, which the kernel refuses`,
+      reason: `libuv ${uv} is older than 1.47 and leaves scope id 0, which the kernel refuses`,
       offMachine: null,
     }
   }
@@ -59,7 +59,7 @@ function zonelessLinkLocalConnect({ uv = process.versions.uv, interfaces } = {})
       fails: true,
       via: null,
       label: 'fails with EINVAL at once',
-      reason: `libuv ${uv} borrows the scope of an interface with a link-local address, and there is none`,
+      reason: `libuv ${uv} would borrow the scope of an interface with a link-local address; there is none`,
       offMachine: null,
     }
   }
@@ -89,4 +89,4 @@ function assertZonelessLinkLocalStaysHere(behaviour = zonelessLinkLocalConnect()
   }
 }
 
-module.exports = { zonelessLinkLocalConnect, assertZonelessLinkLocalStaysHere, versionAtLeast }
+module.exports = { zonelessLinkLocalConnect, assertZonelessLinkLocalStaysHere }
