@@ -10,7 +10,11 @@ const harness = require('../test/e2e/harness')
 
 const { sendMail, queuedUuid, waitForOutcome } = harness
 
-/** The seed report's link-local AAAA: connect() fails with EINVAL before any packet is sent. */
+/**
+ * The seed report's link-local AAAA. A connect() to it fails with EINVAL before any packet on
+ * Node 20, and on Node 22+ goes out of an interface with a link-local address, if there is
+ * one, and waits for its timeout (test/support/link-local.js).
+ */
 const LINK_LOCAL = 'fe80::d250:99ff:feda:9100'
 
 // ---------------------------------------------------------------------------------------

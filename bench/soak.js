@@ -22,8 +22,11 @@ const nodemailer = require('nodemailer')
 
 const harness = require('../test/e2e/harness')
 const faults = require('./faults')
+const { zonelessLinkLocalConnect, assertZonelessLinkLocalStaysHere } = require('../test/support/link-local')
 
 const RESULTS_FILE = path.join(__dirname, 'soak-results.md')
+/** What stock Haraka's connects to the fe80:: addresses do on this Node and host. */
+const LINK_LOCAL_CONNECT = zonelessLinkLocalConnect()
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -678,7 +681,10 @@ async function runSoak(options = {}) {
     variants: {},
   }
   report.variants.plugin = await runVariant('plugin', layout, { ...opts, port: pluginPort })
-  if (opts.compareStock) report.variants.stock = await runVariant('stock', layout, { ...opts, port: 25 })
+  if (opts.compareStock) {
+    assertZonelessLinkLocalStaysHere(LINK_LOCAL_CONNECT)
+    report.variants.stock = await runVariant('stock', layout, { ...opts, port: 25 })
+  }
   for (const v of Object.values(report.variants)) {
     v.timing = timing(v)
     v.consistent = consistent(v)
@@ -912,7 +918,8 @@ Written by \`npm run soak\` (\`node bench/soak.js\`); re-run with the same seed 
       ? `Both variants run on port 25 (stock Haraka cannot use another), one after the other, each
   with fresh servers, DNS and Haraka, on the same layout and the same message order: every
   number below compares the same messages meeting the same faults. Stock Haraka has no filter,
-  so it does connect to the \`fe80::\` addresses (EINVAL at once) and to \`[::1]\`.`
+  so it does connect to the \`fe80::\` addresses (which ${LINK_LOCAL_CONNECT.label} here:
+  ${LINK_LOCAL_CONNECT.reason}) and to \`[::1]\`.`
       : 'Stock Haraka was not run.'
   }
 
