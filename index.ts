@@ -5,11 +5,12 @@ import DSN from 'haraka-dsn'
 import netUtils from 'haraka-net-utils'
 
 import { parseSettings, type RawIni, type Settings } from './lib/config'
+import { DeliveryRecord, explainExhausted, messageBind } from './lib/delivery'
 import { HealthCache } from './lib/health'
 import { bindHarakaOutbound, type HarakaOutbound, type MxClass } from './lib/haraka-outbound'
 import { describeSocketError } from './lib/race'
 import { makeDnsClient, type DnsClient } from './lib/resolve'
-import { explainExhausted, routeDomain, type Route, type Status } from './lib/route'
+import { routeDomain, type Route, type Status } from './lib/route'
 
 type Next = (code?: number, msg?: unknown) => void
 
@@ -41,7 +42,7 @@ interface Recipient {
 }
 
 interface HMail extends Logger {
-  todo: { domain: string; rcpt_to: Recipient[] }
+  todo: { domain: string; rcpt_to: Recipient[]; notes?: Record<string, unknown>; force_tls?: boolean }
   notes: Record<string, unknown>
   extend_rcpt_with_dsn(rcpt: Recipient, dsn: DSN): void
 }
@@ -126,17 +127,18 @@ function mxClass(state: State): MxClass {
   return state.outbound.HarakaMx ?? (netUtils.HarakaMx as unknown as MxClass)
 }
 
-function answer(plugin: Plugin, hmail: HMail, route: Route, next: Next): void {
+function answer(plugin: Plugin, hmail: HMail, route: Route, record: DeliveryRecord, next: Next): void {
   const state = plugin.happy_eyeballs as State
   switch (route.action) {
     case 'deliver': {
       logTo(hmail, 'info', route.log)
       const HarakaMx = mxClass(state)
-      hmail.notes[PLANNED] = { domain: hmail.todo.domain, addresses: route.entries.map((e) => e.exchange) }
-      return next(
-        constants.ok,
-        route.entries.map((e) => new HarakaMx(e)),
-      )
+      const entries = route.entries.map((e) => new HarakaMx(e))
+      // Haraka's connects to these very entries are written to this message's record.
+      record.targets = route.targets
+      state.outbound.track?.(entries, route.targets, record)
+      hmail.notes[PLANNED] = record
+      return next(constants.ok, entries)
     }
     case 'null-mx':
       logTo(hmail, 'info', route.log)
@@ -171,19 +173,31 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
   try {
     const state = this.happy_eyeballs
     if (!state?.settings.enabled) return once()
+    // A Haraka that would match TLS rules against an IP literal keeps its own routing.
+    const keep = state.outbound.keepHarakaRouting?.(hmail)
+    if (keep) {
+      logTo(hmail, 'info', `leaving ${domain} to Haraka: ${keep}`)
+      return once()
+    }
     const timeoutMs = (Number(this.timeout) || 30) * 1000
     const bridge = state.outbound.bridge
+    const record = new DeliveryRecord(domain)
+    // Race from the local address Haraka will bind for this message, so it claims the winner.
+    const outboundIp = hmail.todo?.notes?.outbound_ip
+    const settings = outboundIp
+      ? { ...state.settings, bind: messageBind(state.settings.bind, outboundIp) }
+      : state.settings
     routeDomain(domain, {
-      settings: state.settings,
+      settings,
       dns: state.dns,
       health: state.health,
-      ...(bridge?.ready ? { racer: bridge } : {}),
+      ...(bridge?.racing ? { racer: bridge.racerFor(record) } : {}),
       // The race gets what is left of 80% of the hook timeout once DNS has answered.
       answerBy: performance.now() + timeoutMs * 0.8,
     })
       .then((route) => {
         if (route.action === 'deliver' && bridge?.ready) bridge.plan(route.targets)
-        answer(this, hmail, route, once)
+        answer(this, hmail, route, record, once)
       })
       .catch(stepAside)
   } catch (err) {
@@ -204,24 +218,18 @@ function logTo(hmail: HMail, level: 'info' | 'warn' | 'error', msg: string): voi
 
 /**
  * Puts this plugin's status and reason on every recipient's DSN: the one its get_mx answer
- * asked for, or, when Haraka ran out of the planned addresses ("Tried all MXs"), each
- * address's last outcome.
+ * asked for, or, when Haraka ran out of the planned addresses ("Tried all MXs"), what
+ * happened to each address for this message.
  */
-function applyPendingDsn(
-  plugin: Plugin,
-  hmail: HMail,
-  err: string,
-  finalBounce: boolean,
-): string | undefined {
+function applyPendingDsn(hmail: HMail, err: string, finalBounce: boolean): string | undefined {
   let pending = hmail.notes?.[NOTE] as PendingDsn | undefined
-  const planned = hmail.notes?.[PLANNED] as { domain: string; addresses: string[] } | undefined
+  const planned = hmail.notes?.[PLANNED]
   if (hmail.notes) {
     delete hmail.notes[NOTE]
     delete hmail.notes[PLANNED]
   }
-  if (!pending && planned && plugin.happy_eyeballs && /Tried all MXs/.test(err)) {
-    const addresses = planned.addresses.map((address) => ({ address }))
-    pending = explainExhausted(planned.domain, addresses, plugin.happy_eyeballs.health)
+  if (!pending && planned instanceof DeliveryRecord && /Tried all MXs/.test(err)) {
+    pending = explainExhausted(planned)
   }
   if (!pending) return undefined
   const { status, reason } = pending
@@ -234,7 +242,7 @@ function applyPendingDsn(
 
 export function explain_deferral(this: Plugin, next: Next, hmail: HMail, params: { err?: string }): void {
   try {
-    const reason = applyPendingDsn(this, hmail, String(params?.err ?? ''), false)
+    const reason = applyPendingDsn(hmail, String(params?.err ?? ''), false)
     if (reason && params) params.err = reason
   } catch (err) {
     this.logerror(`${LOG_PREFIX}could not set the deferral reason: ${describeSocketError(err)}`)
@@ -244,7 +252,7 @@ export function explain_deferral(this: Plugin, next: Next, hmail: HMail, params:
 
 export function explain_bounce(this: Plugin, next: Next, hmail: HMail, err: unknown): void {
   try {
-    applyPendingDsn(this, hmail, String(err ?? ''), true)
+    applyPendingDsn(hmail, String(err ?? ''), true)
   } catch (err) {
     this.logerror(`${LOG_PREFIX}could not set the bounce reason: ${describeSocketError(err)}`)
   }
