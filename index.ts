@@ -9,8 +9,9 @@ import { HealthCache } from './lib/health'
 import { bindHarakaOutbound, type HarakaOutbound, type MxClass } from './lib/haraka-outbound'
 import { describeError } from './lib/errors'
 import { makeDnsClient, type DnsClient } from './lib/resolve'
+import { explainExhausted, messageBind, MessageConnects } from './lib/connects'
 import { type DeliveryRecord, describeDelivery, RECORD_NOTE } from './lib/delivery'
-import { entriesOf, explainExhausted, routeDomain } from './lib/route'
+import { entriesOf, routeDomain } from './lib/route'
 
 type Next = (code?: number, msg?: unknown) => void
 
@@ -42,7 +43,7 @@ interface Recipient {
 }
 
 interface HMail extends Logger {
-  todo: { domain: string; rcpt_to: Recipient[] }
+  todo: { domain: string; rcpt_to: Recipient[]; notes?: Record<string, unknown>; force_tls?: boolean }
   notes: Record<string, unknown>
   extend_rcpt_with_dsn(rcpt: Recipient, dsn: DSN): void
 }
@@ -127,10 +128,13 @@ function answer(plugin: Plugin, hmail: HMail, record: DeliveryRecord, next: Next
     case 'deliver': {
       logTo(hmail, 'info', describeDelivery(record))
       const HarakaMx = mxClass(state)
-      return next(
-        constants.ok,
-        entriesOf(d.targets).map((e) => new HarakaMx(e)),
-      )
+      const entries = entriesOf(d.targets).map((e) => new HarakaMx(e))
+      // Haraka's connects to these very entries are written to this message's record.
+      if (record.connects) {
+        record.connects.targets = d.targets
+        state.outbound.track?.(entries, d.targets, record.connects)
+      }
+      return next(constants.ok, entries)
     }
     case 'null-mx':
       logTo(hmail, 'info', describeDelivery(record))
@@ -164,13 +168,26 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
     if (hmail.notes) delete hmail.notes[RECORD_NOTE]
     const state = this.happy_eyeballs
     if (!state?.settings.enabled) return once()
+    // A Haraka that would match TLS rules against an IP literal keeps its own routing.
+    const keep = state.outbound.keepHarakaRouting?.(hmail)
+    if (keep) {
+      logTo(hmail, 'info', `leaving ${domain} to Haraka: ${keep}`)
+      return once()
+    }
     const timeoutMs = (Number(this.timeout) || 30) * 1000
     const bridge = state.outbound.bridge
+    const connects = new MessageConnects(domain)
+    // Race from the local address Haraka will bind for this message, so it claims the winner.
+    const outboundIp = hmail.todo?.notes?.outbound_ip
+    const settings = outboundIp
+      ? { ...state.settings, bind: messageBind(state.settings.bind, outboundIp) }
+      : state.settings
     routeDomain(domain, {
-      settings: state.settings,
+      settings,
       dns: state.dns,
       health: state.health,
-      ...(bridge?.ready ? { racer: bridge } : {}),
+      connects,
+      ...(bridge?.racing ? { racer: bridge.racerFor(connects) } : {}),
       // The race gets what is left of 80% of the hook timeout once DNS has answered.
       answerBy: performance.now() + timeoutMs * 0.8,
     })
@@ -197,22 +214,17 @@ function logTo(hmail: HMail, level: 'info' | 'warn' | 'error', msg: string): voi
 
 /**
  * Puts this plugin's status and reason on every recipient's DSN: the one its get_mx answer
- * asked for, or, when Haraka ran out of the planned addresses ("Tried all MXs"), each
- * address's last outcome.
+ * asked for, or, when Haraka ran out of the planned addresses ("Tried all MXs"), what
+ * happened to each address for this message.
  */
-function applyPendingDsn(
-  plugin: Plugin,
-  hmail: HMail,
-  err: string,
-  finalBounce: boolean,
-): string | undefined {
+function applyPendingDsn(hmail: HMail, err: string, finalBounce: boolean): string | undefined {
   const record = hmail.notes?.[RECORD_NOTE] as DeliveryRecord | undefined
   if (!record) return undefined
   const d = record.decision
   let pending: { status: { code: number; subject: number; detail: number }; reason: string } | undefined
   if (d.action === 'defer' || d.action === 'bounce') pending = d
-  else if (d.action === 'deliver' && plugin.happy_eyeballs && /Tried all MXs/.test(err)) {
-    pending = explainExhausted(record.domain, d.targets, plugin.happy_eyeballs.health)
+  else if (d.action === 'deliver' && record.connects && /Tried all MXs/.test(err)) {
+    pending = explainExhausted(record.connects)
   }
   if (!pending) return undefined
   const { status, reason } = pending
@@ -225,7 +237,7 @@ function applyPendingDsn(
 
 export function explain_deferral(this: Plugin, next: Next, hmail: HMail, params: { err?: string }): void {
   try {
-    const reason = applyPendingDsn(this, hmail, String(params?.err ?? ''), false)
+    const reason = applyPendingDsn(hmail, String(params?.err ?? ''), false)
     if (reason && params) params.err = reason
   } catch (err) {
     this.logerror(`${LOG_PREFIX}could not set the deferral reason: ${describeError(err)}`)
@@ -235,7 +247,7 @@ export function explain_deferral(this: Plugin, next: Next, hmail: HMail, params:
 
 export function explain_bounce(this: Plugin, next: Next, hmail: HMail, err: unknown): void {
   try {
-    applyPendingDsn(this, hmail, String(err ?? ''), true)
+    applyPendingDsn(hmail, String(err ?? ''), true)
   } catch (err) {
     this.logerror(`${LOG_PREFIX}could not set the bounce reason: ${describeError(err)}`)
   }

@@ -1,16 +1,21 @@
 // The bridge to Haraka's outbound client pool. Race sockets are made the way the running
 // Haraka makes its own (a pluggable TLS-capable stream with a line processor), the winner
 // is held paused until Haraka asks for that address, and Haraka's own connects to planned
-// addresses are timed for the health cache. Connections this plugin did not plan
-// (smtp_forward, lmtp, other plugins) pass through untouched.
+// addresses are timed for the health cache and written to their message's delivery record.
+// Connections this plugin did not plan (smtp_forward, lmtp, other plugins) pass through
+// untouched. Installed once per process: a second plugin instance or a config reload reuses
+// the installed bridge, so a socket raced by one is claimed through the same wrapper.
 
 import { randomUUID } from 'node:crypto'
 
 import { LRUCache } from 'lru-cache'
 
+import { describeConnectError, type MessageConnects } from './connects'
 import type { ConnectOutcome } from './health'
 import { describeError } from './errors'
+import type { PlannedEntries, PlannedEntry } from './planned'
 import type { RaceSocket, RaceTarget } from './race'
+import type { Racer } from './route'
 
 export type PoolShape = 'mx' | 'legacy' | 'unknown'
 
@@ -39,7 +44,24 @@ export interface BridgeDeps {
   log(level: 'info' | 'warn' | 'error', msg: string): void
   /** How long a won socket waits for Haraka before it is closed. */
   holdMs?: number
+  /** The entries this plugin planned, and the message each belongs to. */
+  planned?: PlannedEntries
+  /**
+   * Haraka 3.0.x only: the planned entry Haraka is connecting to right now (its get_client
+   * gets no entry, only port and host), from the 3.0.x delivery adapter.
+   */
+  currentEntry?: () => unknown
 }
+
+/**
+ * Raced sockets Haraka left unclaimed in a row, with no claim between them, before racing is
+ * turned off. On a working install a winner is claimed within milliseconds and a miss is
+ * rare and isolated (a message dropped between get_mx and its first connect, an address
+ * Haraka skips as local), so claims keep resetting the count. A Haraka whose delivery path
+ * does not reach the wrapped get_client never claims one: ten messages then cost a second
+ * connection each, instead of every message from then on.
+ */
+export const UNCLAIMED_LIMIT = 10
 
 interface Held {
   socket: PoolSocket
@@ -60,32 +82,57 @@ export function detectPoolShape(pool: unknown): PoolShape {
 }
 
 const WRAPPED = Symbol.for('haraka-plugin-happy-eyeballs.get_client')
+const BRIDGE = Symbol.for('haraka-plugin-happy-eyeballs.bridge')
+
+type Wrapper = ((...args: unknown[]) => unknown) & { [WRAPPED]?: unknown; [BRIDGE]?: unknown }
 
 export class ClientPoolBridge {
   readonly shape: PoolShape
-  private readonly deps: BridgeDeps
+  private deps: BridgeDeps
   private readonly held = new Map<string, Held[]>()
   // Addresses planned recently, so Haraka's own connects to them can be timed; bounded.
   private readonly planned = new LRUCache<string, RaceTarget>({ max: 10000, ttl: 10 * 60 * 1000 })
   private original: ((...args: unknown[]) => unknown) | undefined
+  private unclaimedInARow = 0
+  private racingOff: string | undefined
 
   constructor(deps: BridgeDeps) {
     this.deps = deps
     this.shape = detectPoolShape(deps.pool)
   }
 
+  /** The bridge already installed on this pool module, by this or another plugin instance. */
+  static installedOn(pool: unknown): ClientPoolBridge | undefined {
+    const fn = (pool as { get_client?: Wrapper } | undefined)?.get_client
+    const bridge = typeof fn === 'function' ? fn[BRIDGE] : undefined
+    return bridge instanceof ClientPoolBridge && bridge.ready ? bridge : undefined
+  }
+
   get ready(): boolean {
     return this.original !== undefined
   }
 
-  /** Replaces get_client on the module object once; a second plugin instance reuses it. */
+  /** Whether winners are still raced: off once Haraka kept leaving them unclaimed. */
+  get racing(): boolean {
+    return this.ready && this.racingOff === undefined
+  }
+
+  /** Points logging, outcomes and the 3.0.x entry source at a newer plugin instance. */
+  rebind(deps: Pick<BridgeDeps, 'onOutcome' | 'log' | 'planned' | 'currentEntry'>): void {
+    this.deps = { ...this.deps, ...deps }
+  }
+
+  /** Replaces get_client on the module object once; see installedOn for reuse. */
   install(): boolean {
     if (this.shape === 'unknown') return false
     const pool = this.deps.pool as unknown as Record<PropertyKey, unknown>
-    const current = pool.get_client as ((...args: unknown[]) => unknown) & { [WRAPPED]?: unknown }
+    const current = pool.get_client as Wrapper
     const original = (current[WRAPPED] as ((...args: unknown[]) => unknown) | undefined) ?? current
-    const bridge = this.shape === 'mx' ? this.mxGetClient(original) : this.legacyGetClient(original)
-    ;(bridge as unknown as Record<PropertyKey, unknown>)[WRAPPED] = original
+    const bridge = (this.shape === 'mx'
+      ? this.mxGetClient(original)
+      : this.legacyGetClient(original)) as unknown as Wrapper
+    bridge[WRAPPED] = original
+    bridge[BRIDGE] = this
     pool.get_client = bridge
     this.original = original
     return true
@@ -98,6 +145,28 @@ export class ClientPoolBridge {
     for (const list of this.held.values()) for (const h of list) this.drop(h)
     this.held.clear()
     this.planned.clear()
+  }
+
+  /**
+   * A racer for one message: the bridge's sockets, each attempt's outcome written to the
+   * message's record as it happens (connected, failed with its error, or abandoned by the race).
+   */
+  racerFor(record: MessageConnects): Racer<PoolSocket> {
+    return {
+      connect: (target) => {
+        const started = performance.now()
+        let socket: PoolSocket
+        try {
+          socket = this.connect(target)
+        } catch (err) {
+          record.add(raceAttempt(target, started, 'failed', describeError(err)))
+          throw err
+        }
+        watchRaceAttempt(socket, target, started, record)
+        return socket
+      },
+      hold: (target, socket) => this.hold(target, socket),
+    }
   }
 
   /** A socket for one race attempt, paused as soon as it connects so no byte is lost. */
@@ -127,6 +196,7 @@ export class ClientPoolBridge {
         this.remove(key, entry)
         this.drop(entry)
         this.deps.log('warn', `closed unclaimed connection to ${target.address}:${target.port}`)
+        this.countUnclaimed()
       }, this.deps.holdMs ?? 15000),
     }
     entry.timer.unref()
@@ -142,6 +212,17 @@ export class ClientPoolBridge {
     let n = 0
     for (const list of this.held.values()) n += list.length
     return n
+  }
+
+  private countUnclaimed(): void {
+    this.unclaimedInARow++
+    if (this.racingOff || this.unclaimedInARow < UNCLAIMED_LIMIT) return
+    this.racingOff = `${this.unclaimedInARow} raced connections in a row were never claimed by Haraka`
+    this.deps.log(
+      'warn',
+      `not racing connections any more: ${this.racingOff} (an outbound path this plugin does not know); ` +
+        'planning goes on',
+    )
   }
 
   private remove(key: string, entry: Held): boolean {
@@ -168,6 +249,7 @@ export class ClientPoolBridge {
     clearTimeout(entry.timer)
     entry.socket.removeAllListeners('error')
     entry.socket.removeAllListeners('close')
+    this.unclaimedInARow = 0
     return entry.socket
   }
 
@@ -182,17 +264,23 @@ export class ClientPoolBridge {
     })
   }
 
-  /** Haraka's own connect to a planned address, timed for the health cache. */
-  private timed(target: RaceTarget, callback: Callback): Callback {
+  /** Haraka's own connect to a planned address, timed for the health cache and the message. */
+  private timed(target: RaceTarget, record: MessageConnects | undefined, callback: Callback): Callback {
     const started = performance.now()
     return (err, socket) => {
       try {
-        this.deps.onOutcome(target, {
-          ok: !err,
-          ...(err ? { error: describeError(err) } : {}),
-          latencyMs: Math.round(performance.now() - started),
+        const latencyMs = Math.round(performance.now() - started)
+        const error = err ? describeConnectError(err) : undefined
+        record?.add({
+          address: target.address,
+          port: target.port,
+          by: 'haraka',
+          outcome: err ? 'failed' : 'connected',
+          ...(error ? { error } : {}),
+          ms: latencyMs,
           at: Date.now(),
         })
+        this.deps.onOutcome(target, { ok: !err, ...(error ? { error } : {}), latencyMs, at: Date.now() })
       } catch (e) {
         this.deps.log('error', `health record failed: ${describeError(e)}`)
       }
@@ -200,17 +288,40 @@ export class ClientPoolBridge {
     }
   }
 
+  /** A held socket given to Haraka, written to the message it was claimed for. */
+  private claimed(socket: PoolSocket, target: RaceTarget, record: MessageConnects | undefined): PoolSocket {
+    record?.add({
+      address: target.address,
+      port: target.port,
+      by: 'haraka',
+      outcome: 'connected',
+      handedOver: true,
+      ms: 0,
+      at: Date.now(),
+    })
+    return socket
+  }
+
+  /** Haraka 3.0.x: the planned entry being connected, if it is the one at host:port. */
+  private currentPlanned(host: string, port: number | string): PlannedEntry | undefined {
+    const p = this.deps.planned?.entry(this.deps.currentEntry?.())
+    return p && p.target.address === host && String(p.target.port) === String(port) ? p : undefined
+  }
+
   private mxGetClient(original: (...args: unknown[]) => unknown) {
     return (mx: { path?: string; exchange?: string; port?: number; bind?: string }, callback: Callback) => {
       if (mx && !mx.path && mx.exchange) {
         const key = keyOf(mx.exchange, mx.port ?? 25, mx.bind)
+        // Haraka 3.1+ passes the very entry object this plugin handed over.
+        const mine = this.deps.planned?.entry(mx)
+        const planned = mine?.target ?? this.planned.get(key)
         const socket = this.take(key)
         if (socket) {
           const args = { port: mx.port, host: mx.exchange, localAddress: mx.bind }
+          if (planned) this.claimed(socket, planned, mine?.record)
           return this.handOver(socket, `outbound::${JSON.stringify(args)}`, callback)
         }
-        const planned = this.planned.get(key)
-        if (planned) return original(mx, this.timed(planned, callback))
+        if (planned) return original(mx, this.timed(planned, mine?.record, callback))
       }
       return original(mx, callback)
     }
@@ -226,12 +337,51 @@ export class ClientPoolBridge {
     ) => {
       if (!isUnix && host) {
         const key = keyOf(host, port ?? 25, localAddr)
+        const mine = this.currentPlanned(host, port ?? 25)
+        const planned = mine?.target ?? this.planned.get(key)
         const socket = this.take(key)
-        if (socket) return this.handOver(socket, `outbound::${port}:${host}:${localAddr}`, callback)
-        const planned = this.planned.get(key)
-        if (planned) return original(port, host, localAddr, isUnix, this.timed(planned, callback))
+        if (socket) {
+          if (planned) this.claimed(socket, planned, mine?.record)
+          return this.handOver(socket, `outbound::${port}:${host}:${localAddr}`, callback)
+        }
+        if (planned)
+          return original(port, host, localAddr, isUnix, this.timed(planned, mine?.record, callback))
       }
       return original(port, host, localAddr, isUnix, callback)
     }
   }
+}
+
+function raceAttempt(
+  target: RaceTarget,
+  started: number,
+  outcome: 'connected' | 'failed' | 'abandoned',
+  error?: string,
+): Parameters<MessageConnects['add']>[0] {
+  return {
+    address: target.address,
+    port: target.port,
+    by: 'race',
+    outcome,
+    ...(error ? { error } : {}),
+    ms: Math.round(performance.now() - started),
+    at: Date.now(),
+  }
+}
+
+/** Writes one race attempt's first outcome to the record; a destroyed loser is "abandoned". */
+function watchRaceAttempt(socket: PoolSocket, target: RaceTarget, started: number, record: MessageConnects) {
+  const settle = (outcome: 'connected' | 'failed' | 'abandoned', error?: string): void => {
+    socket.removeListener('connect', onConnect)
+    socket.removeListener('error', onError)
+    socket.removeListener('close', onClose)
+    // An abandoned loser was slow, not failed: it carries no error.
+    record.add(raceAttempt(target, started, outcome, error))
+  }
+  const onConnect = (): void => settle('connected')
+  const onError = (err: unknown): void => settle('failed', describeError(err))
+  const onClose = (): void => settle('abandoned')
+  socket.once('connect', onConnect)
+  socket.once('error', onError)
+  socket.once('close', onClose)
 }

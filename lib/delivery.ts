@@ -2,6 +2,7 @@
 // address and why, each race attempt with its outcome, and the answer given to Haraka. The
 // log line, the DSN text, the command's output and the bench all render this one value.
 
+import type { MessageConnects } from './connects'
 import { describeFiltered, describePlan, type Plan } from './plan'
 import { type AttemptRecord, describeFailures, describeTimeline, type RaceTarget } from './race'
 import type { Resolution } from './resolve'
@@ -55,6 +56,8 @@ export interface DeliveryRecord {
   /** Present when the connections were raced. */
   race?: RaceRecord
   decision: Decision
+  /** Every connect made for the message as it happens, the race's and Haraka's own. */
+  connects?: MessageConnects
 }
 
 /**

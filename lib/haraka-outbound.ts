@@ -1,9 +1,13 @@
 // What this plugin takes from the running Haraka's own modules: its HarakaMx class (so the
 // entries pass through get_mx_respond unchanged), its client pool and the way that pool
-// makes sockets. Anything of an unknown shape leaves racing off, planning on.
+// makes sockets, and on 3.0.x its delivery steps, adapted so TLS follows the MX host name.
+// Anything of an unknown shape leaves racing off, planning on.
 
 import { ClientPoolBridge, type ClientPoolModule, detectPoolShape, type PoolSocket } from './client-pool'
+import type { MessageConnects } from './connects'
+import { adaptTlsNaming, tlsNeedsNames, type TlsNaming } from './haraka30'
 import type { ConnectOutcome } from './health'
+import { type PlannedEntries, plannedEntries } from './planned'
 import type { RaceTarget } from './race'
 
 export type HarakaRequire = (name: string) => unknown
@@ -20,6 +24,12 @@ export interface HarakaOutbound {
   raceUnavailable?: string
   /** outbound.ini inet_prefer when it is not `default`: Haraka regroups every answer by family. */
   inetPrefer?: string
+  /** How Haraka names the TLS peer of an IP-literal entry: itself, through the adapter, or not. */
+  tlsNaming: TlsNaming['kind']
+  /** Why this message must keep Haraka's own routing (TLS could be weakened), or undefined. */
+  keepHarakaRouting(hmail: { todo?: { force_tls?: boolean } }): string | undefined
+  /** Registers the entries handed to Haraka for one message (`entries[i]` for `targets[i]`). */
+  track(entries: object[], targets: RaceTarget[], record: MessageConnects): void
 }
 
 type SocketMaker = (options: { port: number; host: string; localAddress?: string }) => PoolSocket
@@ -54,10 +64,14 @@ function socketMaker(req: HarakaRequire, shape: 'mx' | 'legacy', netUtils: unkno
 export interface BindOptions {
   onOutcome(target: RaceTarget, outcome: ConnectOutcome): void
   log(level: 'info' | 'warn' | 'error', msg: string): void
+  /** The registry of planned entries; one per process by default. */
+  planned?: PlannedEntries
 }
 
 export function bindHarakaOutbound(req: HarakaRequire, opts: BindOptions): HarakaOutbound {
-  const outbound = tryRequire(req, 'outbound') as { net_utils?: { HarakaMx?: MxClass } } | undefined
+  const planned = opts.planned ?? plannedEntries
+  const outbound = tryRequire(req, 'outbound') as
+    { net_utils?: { HarakaMx?: MxClass; ip_in_list?: unknown } } | undefined
   const netUtils = outbound?.net_utils
   const HarakaMx = typeof netUtils?.HarakaMx === 'function' ? netUtils.HarakaMx : undefined
 
@@ -68,21 +82,59 @@ export function bindHarakaOutbound(req: HarakaRequire, opts: BindOptions): Harak
 
   const pool = tryRequire(req, 'outbound/client_pool') as ClientPoolModule | undefined
   const shape = detectPoolShape(pool)
-  if (!pool || shape === 'unknown') {
-    return { HarakaMx, inetPrefer, raceUnavailable: 'outbound client pool of an unknown shape' }
-  }
-  const createSocket = socketMaker(req, shape, netUtils)
-  if (!createSocket) return { HarakaMx, inetPrefer, raceUnavailable: 'Haraka socket module not found' }
 
-  const bridge = new ClientPoolBridge({
-    pool,
-    createSocket,
-    connectTimeoutS: () => Number(config?.cfg?.connect_timeout) || 30,
-    onOutcome: opts.onOutcome,
-    log: opts.log,
-  })
-  if (!bridge.install()) {
-    return { HarakaMx, inetPrefer, raceUnavailable: 'client pool could not be wrapped' }
+  const tls = tryRequire(req, 'outbound/tls')
+  const naming = adaptTlsNaming(
+    { hmail: tryRequire(req, 'outbound/hmail'), tls, ipInList: netUtils?.ip_in_list },
+    { planned, log: opts.log },
+    { legacyPool: shape === 'legacy' },
+  )
+  if (naming.kind === 'unavailable') {
+    opts.log('warn', `${naming.reason}; messages are left to Haraka while tls.ini forces or verifies TLS`)
   }
-  return { HarakaMx, bridge, inetPrefer }
+  const base = {
+    HarakaMx,
+    inetPrefer,
+    tlsNaming: naming.kind,
+    keepHarakaRouting: (hmail: { todo?: { force_tls?: boolean } }) =>
+      naming.kind === 'unavailable' ? tlsNeedsNames(tls, hmail) : undefined,
+  }
+
+  let bridge: ClientPoolBridge | undefined
+  let raceUnavailable: string | undefined
+  const createSocket = pool && shape !== 'unknown' ? socketMaker(req, shape, netUtils) : undefined
+  const currentEntry = naming.kind === 'adapted' ? () => naming.adapter.currentEntry() : undefined
+  if (!pool || shape === 'unknown') raceUnavailable = 'outbound client pool of an unknown shape'
+  else if (!createSocket) raceUnavailable = 'Haraka socket module not found'
+  else {
+    const deps = { onOutcome: opts.onOutcome, log: opts.log, planned, currentEntry }
+    bridge = ClientPoolBridge.installedOn(pool)
+    if (bridge) bridge.rebind(deps)
+    else {
+      bridge = new ClientPoolBridge({
+        pool,
+        createSocket,
+        connectTimeoutS: () => Number(config?.cfg?.connect_timeout) || 30,
+        ...deps,
+      })
+      if (!bridge.install()) {
+        bridge = undefined
+        raceUnavailable = 'client pool could not be wrapped'
+      }
+    }
+  }
+
+  // Haraka's own connects are seen per message when its pool passes the entry (3.1+) or the
+  // 3.0.x adapter says which entry is being connected.
+  const observed = Boolean(bridge && (shape === 'mx' || currentEntry))
+  const track = (entries: object[], targets: RaceTarget[], record: MessageConnects): void => {
+    record.observed = observed
+    planned.track(entries, targets, record)
+  }
+  return {
+    ...base,
+    track,
+    ...(bridge ? { bridge } : {}),
+    ...(raceUnavailable ? { raceUnavailable } : {}),
+  }
 }

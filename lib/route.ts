@@ -3,13 +3,13 @@
 // message's delivery record.
 
 import type { Settings } from './config'
+import type { MessageConnects } from './connects'
 import {
   type DeliveryRecord,
   describeRaceFailure,
   describeUnusable,
   type RaceRecord,
   STATUS,
-  type Status,
 } from './delivery'
 import type { HealthCache } from './health'
 import { type Plan, planAddresses } from './plan'
@@ -41,6 +41,8 @@ export interface RouteDeps<S extends RaceSocket> {
   /** performance.now() by which the hook must answer: bounds the race. */
   answerBy?: number
   random?: () => number
+  /** The message's connect log, carried by its record. */
+  connects?: MessageConnects
 }
 
 /** The plan's candidates as connect targets: the configured port and a bind per family. */
@@ -89,6 +91,7 @@ export async function routeDomain<S extends RaceSocket>(
     ...(plan ? { plan } : {}),
     ...(race ? { race } : {}),
     decision,
+    ...(deps.connects ? { connects: deps.connects } : {}),
   })
 
   switch (resolution.kind) {
@@ -185,28 +188,4 @@ export function recordRace(
     } else if (a.outcome === 'cancelled' && waited >= attemptDelayMs)
       health.record(address, family, exchange, { ok: false, slow: true, latencyMs: waited, at })
   }
-}
-
-/**
- * Why every planned address failed, from the last outcome the health cache saw for each:
- * replaces Haraka's bare "Tried all MXs" when its own fallback attempts ran out too.
- */
-export function explainExhausted(
-  domain: string,
-  targets: Array<Pick<RaceTarget, 'address'>>,
-  health: HealthCache,
-): { status: Status; reason: string } {
-  let connected = false
-  const parts = targets.map(({ address }) => {
-    const last = health.lookup(address)
-    if (!last) return `${address}: not tried`
-    if (last.ok) {
-      connected = true
-      return `${address}: connected, then the SMTP session failed`
-    }
-    if (last.slow) return `${address}: not tried after losing the race (no answer in ${last.latencyMs} ms)`
-    return `${address}: ${last.error ?? 'failed'}`
-  })
-  const status = connected ? STATUS.badConnection : STATUS.noAnswer
-  return { status, reason: `every MX address of ${domain} failed: ${parts.join('; ')}` }
 }

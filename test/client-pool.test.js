@@ -4,8 +4,13 @@ const assert = require('node:assert/strict')
 const net = require('node:net')
 const path = require('node:path')
 
-const { detectPoolShape } = require('../dist/lib/client-pool')
+const { EventEmitter } = require('node:events')
+
+const { ClientPoolBridge, UNCLAIMED_LIMIT, detectPoolShape } = require('../dist/lib/client-pool')
+const { MessageConnects } = require('../dist/lib/connects')
+const { Haraka30Delivery } = require('../dist/lib/haraka30')
 const { bindHarakaOutbound } = require('../dist/lib/haraka-outbound')
+const { PlannedEntries } = require('../dist/lib/planned')
 const { raceConnect } = require('../dist/lib/race')
 const { freePort } = require('./e2e/harness')
 
@@ -103,6 +108,8 @@ for (const version of Object.keys(HARAKA)) {
     })
 
     after(function () {
+      // bindHarakaOutbound installs the 3.0.x delivery adapter on Haraka's own HMailItem.
+      Haraka30Delivery.installedOn(req('outbound/hmail'))?.uninstall()
       // Loading Haraka 3.0's outbound starts its retry queue's interval timer; a Haraka
       // process owns it, this test process must stop it.
       const queue = req('outbound/queue')
@@ -142,6 +149,63 @@ for (const version of Object.keys(HARAKA)) {
       assert.equal(typeof socket.upgrade, 'function', 'the socket cannot STARTTLS')
       socket.destroy()
     })
+
+    it('a second plugin instance reuses the installed bridge: one wrapper, its raced socket claimed', async function () {
+      const again = bindHarakaOutbound(req, { onOutcome() {}, log() {} })
+      assert.equal(again.bridge, out.bridge)
+      const { port } = server.address()
+      const t = target('127.0.0.1', port)
+      const race = await raceConnect([t], {
+        attemptDelayMs: 250,
+        groupDelayMs: 2000,
+        deadlineMs: 2000,
+        connect: (x) => again.bridge.connect(x),
+      })
+      again.bridge.hold(t, race.winner.socket)
+      const { socket } = await getClient({ exchange: '127.0.0.1', port })
+      assert.equal(socket, race.winner.socket)
+      assert.equal(server.accepted, 1)
+      out.bridge.uninstall()
+      assert.equal(pool.get_client, original, 'more than one layer of wrapping')
+      socket.destroy()
+    })
+
+    if (version === '3.3.4') {
+      it("writes the race's attempts and Haraka's hand-over to the message's record", async function () {
+        const planned = new PlannedEntries()
+        out.bridge.uninstall()
+        out = bindHarakaOutbound(req, { onOutcome() {}, log() {}, planned })
+        const { port } = server.address()
+        const dead = await freePort('127.0.0.1')
+        const targets = [target('127.0.0.1', dead), target('127.0.0.1', port)]
+        const record = new MessageConnects('pool.test')
+        const racer = out.bridge.racerFor(record)
+        const race = await raceConnect(targets, {
+          attemptDelayMs: 250,
+          groupDelayMs: 2000,
+          deadlineMs: 2000,
+          connect: (x) => racer.connect(x),
+        })
+        racer.hold(race.winner.target, race.winner.socket)
+        const entries = targets.map((t) => ({ exchange: t.address, port: t.port }))
+        out.track(entries, targets, record)
+        assert.equal(record.observed, true)
+        const { socket } = await getClient(entries[1])
+        assert.equal(socket, race.winner.socket)
+        const { err } = await getClient(entries[0])
+        assert.ok(err)
+        assert.deepEqual(
+          record.attempts.map((a) => [a.port, a.by, a.outcome, a.error, a.handedOver]),
+          [
+            [dead, 'race', 'failed', 'connect ECONNREFUSED', undefined],
+            [port, 'race', 'connected', undefined, undefined],
+            [port, 'haraka', 'connected', undefined, true],
+            [dead, 'haraka', 'failed', 'connect ECONNREFUSED', undefined],
+          ],
+        )
+        socket.destroy()
+      })
+    }
 
     it("passes an address it did not plan to Haraka's own get_client unchanged", async function () {
       const { port } = server.address()
@@ -186,3 +250,127 @@ for (const version of Object.keys(HARAKA)) {
     })
   })
 }
+
+/** A socket-shaped emitter: what the bridge needs of a pool socket, connecting nowhere. */
+class FakeSocket extends EventEmitter {
+  pause() {}
+  resume() {}
+  setTimeout() {}
+  destroy() {
+    this.destroyed = true
+  }
+}
+
+describe('client pool bridge: raced sockets Haraka never claims', function () {
+  let logs
+  let bridge
+  let pool
+
+  beforeEach(function () {
+    logs = []
+    pool = {
+      // the 3.1+ signature; Haraka's own connect is never reached in these tests
+      get_client: function (mx, callback) {
+        callback('not connected in this test', null)
+      },
+    }
+    bridge = new ClientPoolBridge({
+      pool,
+      createSocket: () => new FakeSocket(),
+      connectTimeoutS: () => 30,
+      onOutcome() {},
+      log: (level, msg) => logs.push(`${level} ${msg}`),
+      holdMs: 1,
+    })
+    assert.ok(bridge.install())
+  })
+  afterEach(function () {
+    bridge.uninstall()
+  })
+
+  const t = (n) => target(`127.0.0.${n}`, 25)
+  const holdUnclaimed = async (count) => {
+    for (let i = 0; i < count; i++) bridge.hold(t(1), bridge.connect(t(1)))
+    await delay(20)
+  }
+  const claim = () =>
+    new Promise((resolve) => {
+      bridge.hold(t(2), bridge.connect(t(2)))
+      pool.get_client({ exchange: '127.0.0.2', port: 25 }, (err, socket) => resolve(socket))
+    })
+  const offWarnings = () => logs.filter((l) => /not racing connections any more/.test(l))
+
+  it(`turns racing off after ${UNCLAIMED_LIMIT} unclaimed in a row, with one warning`, async function () {
+    assert.equal(bridge.racing, true)
+    await holdUnclaimed(UNCLAIMED_LIMIT - 1)
+    assert.equal(bridge.racing, true)
+    await holdUnclaimed(1)
+    assert.equal(bridge.racing, false)
+    assert.equal(bridge.ready, true, 'planning and timing go on')
+    await holdUnclaimed(3)
+    assert.equal(offWarnings().length, 1, logs.join('\n'))
+    assert.match(offWarnings()[0], /^warn .*never claimed by Haraka.*planning goes on/)
+  })
+
+  it('a claim in between resets the count', async function () {
+    await holdUnclaimed(UNCLAIMED_LIMIT - 1)
+    assert.ok(await claim())
+    await holdUnclaimed(UNCLAIMED_LIMIT - 1)
+    assert.equal(bridge.racing, true)
+    assert.deepEqual(offWarnings(), [])
+  })
+
+  it('a held socket the peer closed is not counted as unclaimed', async function () {
+    for (let i = 0; i < UNCLAIMED_LIMIT; i++) {
+      const socket = bridge.connect(t(1))
+      bridge.hold(t(1), socket)
+      socket.emit('close')
+    }
+    await delay(20)
+    assert.equal(bridge.racing, true)
+  })
+})
+
+describe('client pool bridge on the 3.0.x shape: which message a connect belongs to', function () {
+  it("writes Haraka's own connect to the entry the 3.0.x adapter says is being connected", async function () {
+    const planned = new PlannedEntries()
+    let current
+    const pool = {
+      get_client: function (port, host, localAddr, isUnix, callback) {
+        callback(`Outbound connection error: Error: connect ECONNREFUSED ${host}:${port}`, null)
+      },
+    }
+    const bridge = new ClientPoolBridge({
+      pool,
+      createSocket: () => new FakeSocket(),
+      connectTimeoutS: () => 30,
+      onOutcome() {},
+      log() {},
+      planned,
+      currentEntry: () => current,
+    })
+    assert.ok(bridge.install())
+    try {
+      const targets = [target('127.0.0.1', 25)]
+      const entries = [{ exchange: '127.0.0.1', port: 25 }]
+      const record = new MessageConnects('pool.test')
+      planned.track(entries, targets, record)
+      const connect = (host, port) =>
+        new Promise((resolve) => pool.get_client(port, host, undefined, false, resolve))
+      // outside try_deliver_host (no current entry): not this message's connect
+      await connect('127.0.0.1', 25)
+      assert.deepEqual(record.attempts, [])
+      current = entries[0]
+      // the current entry names another address: not this connect either
+      await connect('127.0.0.2', 25)
+      assert.deepEqual(record.attempts, [])
+      await connect('127.0.0.1', 25)
+      assert.deepEqual(
+        record.attempts.map((a) => [a.address, a.by, a.outcome, a.error]),
+        [['127.0.0.1', 'haraka', 'failed', 'connect ECONNREFUSED']],
+      )
+    } finally {
+      bridge.uninstall()
+    }
+  })
+})

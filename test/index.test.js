@@ -137,9 +137,11 @@ describe('get_mx hook (route_mx) against a DNS server on loopback', function () 
     assert.match(params.err, /link-local/)
   })
 
-  it('when Haraka runs out of planned addresses, "Tried all MXs" becomes each address and its last error', async function () {
+  it('when Haraka runs out of planned addresses, "Tried all MXs" names each address from this message, not the cache', async function () {
     const { code, hmail } = await route('seed.test')
     assert.equal(code, constants.ok)
+    // An outcome another message left in the health cache is not this message's story; with
+    // no client pool to watch (these fixtures have none), what Haraka saw is not known.
     plugin.happy_eyeballs.health.record('127.0.0.1', 'ipv4', 'mx.seed.test', {
       ok: false,
       error: 'connection timed out',
@@ -148,7 +150,7 @@ describe('get_mx hook (route_mx) against a DNS server on loopback', function () 
     })
     const params = { delay: 60, err: 'Tried all MXs' }
     await new Promise((resolve) => plugin.explain_deferral(resolve, hmail, params))
-    assert.equal(params.err, 'every MX address of seed.test failed: 127.0.0.1: connection timed out')
+    assert.equal(params.err, 'every MX address of seed.test failed: 127.0.0.1: outcome not seen')
     assert.equal(hmail.rcpt.dsn_status, '4.4.1')
   })
 

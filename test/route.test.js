@@ -3,7 +3,7 @@
 const assert = require('node:assert/strict')
 
 const { HealthCache } = require('../dist/lib/health')
-const { recordRace, explainExhausted } = require('../dist/lib/route')
+const { recordRace } = require('../dist/lib/route')
 
 const MX = 'mx.example.com'
 const target = (address) => ({
@@ -73,15 +73,5 @@ describe('route: what a race teaches the health cache', () => {
     assert.equal(health.lookup(V6).error, 'connect ECONNREFUSED')
     assert.equal(health.addressFailed(V4), true)
     assert.equal(health.lookup(V4).error, 'no answer in 998 ms')
-  })
-
-  it('an exhausted list never shows a slow address as an error', () => {
-    const health = cache()
-    health.record(V6, 'ipv6', MX, { ok: false, slow: true, latencyMs: 251, at: 0 })
-    health.record(V4, 'ipv4', MX, { ok: false, error: 'connect ECONNREFUSED', latencyMs: 1, at: 0 })
-    const { reason } = explainExhausted('example.com', [{ address: V6 }, { address: V4 }], health)
-    assert.doesNotMatch(reason, /2001:db8::25: no answer/)
-    assert.match(reason, /2001:db8::25: not tried after losing the race \(no answer in 251 ms\)/)
-    assert.match(reason, /192\.0\.2\.25: connect ECONNREFUSED/)
   })
 })

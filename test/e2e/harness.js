@@ -102,6 +102,91 @@ async function selfSignedCert() {
   }
 }
 
+/** Runs the openssl CLI; rejects with its stderr. */
+function openssl(args, cwd) {
+  return new Promise((resolve, reject) => {
+    execFile('/usr/bin/openssl', args, { cwd, timeout: 20000 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`openssl ${args[0]} failed: ${err.message} ${stderr}`)) : resolve(),
+    )
+  })
+}
+
+/**
+ * A throwaway certificate authority and one CA-signed leaf certificate per host name (subject
+ * alternative name DNS:<name>), made with the openssl CLI in a temp dir that is removed at once;
+ * the PEM text stays in memory. Trust the CA in a Haraka process with startHaraka's `caCert`.
+ * @param {string[]} names
+ * @returns {Promise<{caCert: string, leaf: Object<string, {key: string, cert: string}>}>}
+ */
+async function makeTestCa(names) {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'he-e2e-ca-'))
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+  try {
+    await openssl(
+      [
+        'req',
+        '-x509',
+        ...ec,
+        '-keyout',
+        'ca.key',
+        '-out',
+        'ca.pem',
+        '-days',
+        '2',
+        '-subj',
+        '/CN=happy-eyeballs test CA',
+        '-addext',
+        'basicConstraints=critical,CA:TRUE',
+        '-addext',
+        'keyUsage=critical,keyCertSign,cRLSign',
+      ],
+      dir,
+    )
+    const leaf = {}
+    for (const [i, name] of names.entries()) {
+      if (!/^[a-z0-9.-]+$/i.test(name)) throw new Error(`makeTestCa: bad host name ${name}`)
+      await openssl(
+        ['req', '-new', ...ec, '-keyout', `${i}.key`, '-out', `${i}.csr`, '-subj', `/CN=${name}`],
+        dir,
+      )
+      await fsp.writeFile(
+        path.join(dir, `${i}.ext`),
+        `subjectAltName=DNS:${name}
+basicConstraints=CA:FALSE
+extendedKeyUsage=serverAuth
+`,
+      )
+      await openssl(
+        [
+          'x509',
+          '-req',
+          '-in',
+          `${i}.csr`,
+          '-CA',
+          'ca.pem',
+          '-CAkey',
+          'ca.key',
+          '-CAcreateserial',
+          '-days',
+          '2',
+          '-extfile',
+          `${i}.ext`,
+          '-out',
+          `${i}.pem`,
+        ],
+        dir,
+      )
+      leaf[name] = {
+        key: await fsp.readFile(path.join(dir, `${i}.key`), 'utf8'),
+        cert: await fsp.readFile(path.join(dir, `${i}.pem`), 'utf8'),
+      }
+    }
+    return { caCert: await fsp.readFile(path.join(dir, 'ca.pem'), 'utf8'), leaf }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true })
+  }
+}
+
 /**
  * A free TCP port on a loopback host, found by binding port 0 and closing again.
  * @param {string} [host]
@@ -173,14 +258,19 @@ function makeWaiters() {
  * Starts a recording SMTP sink (smtp-server) on a loopback address.
  * `greeting` is the banner text; a greeting that starts with a 4xx/5xx code (e.g.
  * '421 try later') is instead sent as the reply to the connection, which is then closed.
- * @param {{host?: string, port?: number, starttls?: boolean, greeting?: string}} [opts]
+ * `starttls` offers STARTTLS with `tls` ({key, cert}, e.g. a makeTestCa leaf) or else a
+ * self-signed certificate for sink.test. `sni` lists the server name of every TLS handshake a
+ * client started (null when it sent none); `secured` the server name of every completed one.
+ * @param {{host?: string, port?: number, starttls?: boolean, tls?: {key: string, cert: string},
+ *   greeting?: string}} [opts]
  * `receivedAt` of a message is performance.now() in this process when the sink took it (just
  * before its 250 reply), so callers can time delivery without polling latency.
  * @returns {Promise<{host: string, port: number, messages: Array<{from: string, to: string[], data: string,
- *   secure: boolean, remoteAddress: string, receivedAt: number}>, connections: number,
+ *   secure: boolean, servername: string|null, remoteAddress: string, receivedAt: number}>,
+ *   connections: number, sni: Array<string|null>, secured: Array<string|null>,
  *   waitForMessages: (n: number, timeoutMs?: number) => Promise<object[]>, close: () => Promise<void>}>}
  */
-async function startSink({ host = '127.0.0.1', port = 0, starttls = false, greeting } = {}) {
+async function startSink({ host = '127.0.0.1', port = 0, starttls = false, tls, greeting } = {}) {
   const { SMTPServer } = require('smtp-server')
   const waiters = makeWaiters()
   const reject = /^([45]\d\d)[ -](.*)$/.exec(greeting || '')
@@ -189,6 +279,8 @@ async function startSink({ host = '127.0.0.1', port = 0, starttls = false, greet
     port: 0,
     messages: [],
     connections: 0,
+    sni: [],
+    secured: [],
     waitForMessages(n, timeoutMs = 10000) {
       return waiters.wait(
         () => sink.messages.length >= n && sink.messages,
@@ -224,6 +316,7 @@ async function startSink({ host = '127.0.0.1', port = 0, starttls = false, greet
           to: session.envelope.rcptTo.map((r) => r.address),
           data: Buffer.concat(chunks).toString('utf8'),
           secure: !!session.secure,
+          servername: session.servername || null,
           remoteAddress: session.remoteAddress,
           receivedAt: performance.now(),
         })
@@ -232,7 +325,18 @@ async function startSink({ host = '127.0.0.1', port = 0, starttls = false, greet
       })
     },
   }
-  if (starttls) Object.assign(options, await selfSignedCert())
+  if (starttls) {
+    Object.assign(options, tls ? { key: tls.key, cert: tls.cert } : await selfSignedCert())
+    // Called only when the client sends a server name; the default context answers.
+    options.SNICallback = (servername, cb) => {
+      sink.sni.push(servername || null)
+      cb(null)
+    }
+    options.onSecure = (socket, session, cb) => {
+      sink.secured.push(session.servername || null)
+      cb()
+    }
+  }
 
   const server = new SMTPServer(options)
   server.on('error', () => {})
@@ -426,9 +530,12 @@ function pluginDnsOnLoopback(ini, dnsPort) {
 /**
  * Starts a real Haraka process in a fresh temp dir, listening on 127.0.0.1:<free port>.
  * @param {{version?: string, dnsPort: number, plugins?: string[], outbound?: object,
- *   files?: Object<string, string>, pluginFiles?: Object<string, string>}} opts  `outbound`
+ *   files?: Object<string, string>, pluginFiles?: Object<string, string>, caCert?: string,
+ *   forceTlsHosts?: string[]}} opts  `outbound`
  *   overrides outbound.ini key by key (a key set to undefined is left out, so Haraka's own
- *   default applies); `files` are written verbatim into config/ last (so they may replace any
+ *   default applies); `caCert` (PEM) is written into the temp dir and trusted by the process
+ *   through NODE_EXTRA_CA_CERTS; `forceTlsHosts` writes tls.ini `[outbound] force_tls_hosts[]=`
+ *   lines; `files` are written verbatim into config/ last (so they may replace any
  *   generated file); `pluginFiles` maps a plugin name to the source of a local plugin written
  *   as plugins/<name>.js (list the name in `plugins` to load it). With 'happy-eyeballs' in `plugins`,
  *   the repo is linked in as node_modules/haraka-plugin-happy-eyeballs and happy_eyeballs.ini
@@ -444,6 +551,8 @@ async function startHaraka({
   outbound = {},
   files = {},
   pluginFiles = {},
+  caCert,
+  forceTlsHosts,
 } = {}) {
   const versionDir = HARAKA_VERSIONS[version]
   if (!versionDir) throw new Error(`unknown Haraka version ${version}`)
@@ -486,6 +595,9 @@ async function startHaraka({
       await fsp.symlink(REPO_ROOT, path.join(dir, 'node_modules', 'haraka-plugin-happy-eyeballs'), 'dir')
     }
     const extra = { ...files }
+    if (forceTlsHosts && !extra['tls.ini']) {
+      extra['tls.ini'] = `[outbound]\n${forceTlsHosts.map((h) => `force_tls_hosts[]=${h}\n`).join('')}`
+    }
     if (plugins.includes('happy-eyeballs')) {
       extra['happy_eyeballs.ini'] = pluginDnsOnLoopback(extra['happy_eyeballs.ini'] || '', dnsPort)
     }
@@ -495,6 +607,12 @@ async function startHaraka({
     delete env.HARAKA
     delete env.HARAKA_TEST_DIR
     delete env.NODE_OPTIONS
+    delete env.NODE_EXTRA_CA_CERTS
+    if (caCert) {
+      const caFile = path.join(dir, 'test-ca.pem')
+      await fsp.writeFile(caFile, caCert)
+      env.NODE_EXTRA_CA_CERTS = caFile
+    }
     child = spawn(process.execPath, [path.join(versionDir, 'bin', 'haraka'), '-c', dir], {
       cwd: dir,
       env,
@@ -650,6 +768,7 @@ module.exports = {
   OUTCOME_RE,
   outcomeRe,
   queuedUuid,
+  makeTestCa,
   startSink,
   startBlackHole,
   startHaraka,
