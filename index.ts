@@ -2,7 +2,6 @@
 
 import constants from 'haraka-constants'
 import DSN from 'haraka-dsn'
-import netUtils from 'haraka-net-utils'
 
 import { parseSettings, type RawIni, type Settings } from './lib/config'
 import { HealthCache } from './lib/health'
@@ -13,13 +12,8 @@ import { explainExhausted, messageBind, MessageConnects } from './lib/connects'
 import { type DeliveryRecord, describeDelivery, RECORD_NOTE } from './lib/delivery'
 import { entriesOf, routeDomain } from './lib/route'
 
-type Next = (code?: number, msg?: unknown) => void
-
-interface Logger {
-  loginfo(msg: string): void
-  logwarn(msg: string): void
-  logerror(msg: string): void
-}
+type Next = Haraka.Next
+type HMail = Haraka.HMail
 
 interface State {
   settings: Settings
@@ -28,24 +22,9 @@ interface State {
   outbound: HarakaOutbound
 }
 
-interface Plugin extends Logger {
-  name: string
-  timeout?: number
-  config: { get(name: string, type: string | object, cb?: () => void): unknown }
-  register_hook(hook: string, method: string, priority?: number): void
-  haraka_require(name: string): unknown
+interface Plugin extends Haraka.Plugin {
   load_happy_eyeballs_ini(): void
   happy_eyeballs?: State
-}
-
-interface Recipient {
-  original?: string
-}
-
-interface HMail extends Logger {
-  todo: { domain: string; rcpt_to: Recipient[]; notes?: Record<string, unknown>; force_tls?: boolean }
-  notes: Record<string, unknown>
-  extend_rcpt_with_dsn(rcpt: Recipient, dsn: DSN): void
 }
 
 const LOG_PREFIX = 'happy-eyeballs: '
@@ -116,8 +95,14 @@ function buildState(plugin: Plugin, settings: Settings): State {
   }
 }
 
-function mxClass(state: State): MxClass {
-  return state.outbound.HarakaMx ?? (netUtils.HarakaMx as unknown as MxClass)
+/**
+ * Entries as Haraka's own HarakaMx: 3.1+ passes an instance of its own class through
+ * unchanged, so the very object reaches its client pool (hand-over and per-message records
+ * depend on that). A Haraka without one (3.0.x needs none) takes plain objects.
+ */
+function toMx(state: State, fields: object): object {
+  const HarakaMx: MxClass | undefined = state.outbound.HarakaMx
+  return HarakaMx ? new HarakaMx(fields) : { ...fields }
 }
 
 function answer(plugin: Plugin, hmail: HMail, record: DeliveryRecord, next: Next): void {
@@ -127,8 +112,7 @@ function answer(plugin: Plugin, hmail: HMail, record: DeliveryRecord, next: Next
   switch (d.action) {
     case 'deliver': {
       logTo(hmail, 'info', describeDelivery(record))
-      const HarakaMx = mxClass(state)
-      const entries = entriesOf(d.targets).map((e) => new HarakaMx(e))
+      const entries = entriesOf(d.targets).map((e) => toMx(state, e))
       // Haraka's connects to these very entries are written to this message's record.
       if (record.connects) {
         record.connects.targets = d.targets
@@ -139,7 +123,7 @@ function answer(plugin: Plugin, hmail: HMail, record: DeliveryRecord, next: Next
     case 'null-mx':
       logTo(hmail, 'info', describeDelivery(record))
       // Haraka's own null MX path bounces with 5.1.10.
-      return next(constants.ok, new (mxClass(state))({ priority: 0, exchange: '' }))
+      return next(constants.ok, toMx(state, { priority: 0, exchange: '' }))
     case 'defer':
     case 'bounce':
       logTo(hmail, 'warn', describeDelivery(record))

@@ -1,4 +1,5 @@
-// Minimal types for the untyped haraka-* packages, covering what this plugin uses.
+// Types for Haraka, which ships none: the untyped haraka-* packages this plugin imports, and
+// the shapes of the Haraka objects it is handed (plugin, outbound item, hook callback).
 
 declare module 'haraka-constants' {
   export const cont: number
@@ -22,28 +23,41 @@ declare module 'haraka-dsn' {
   export = DSN
 }
 
-declare module 'haraka-net-utils' {
-  export interface HarakaMxFields {
-    exchange?: string
-    path?: string
-    priority?: number
-    port?: number
-    bind?: string
-    bind_helo?: string
-    using_lmtp?: boolean
-    auth_user?: string
-    auth_pass?: string
-    auth_type?: string
-    from_dns?: string
+declare namespace Haraka {
+  /** A hook's callback: a return code from haraka-constants and its message or value. */
+  type Next = (code?: number, msg?: unknown) => void
+
+  interface Logger {
+    loginfo(msg: string): void
+    logwarn(msg: string): void
+    logerror(msg: string): void
   }
-  export class HarakaMx implements HarakaMxFields {
-    constructor(obj?: HarakaMxFields | string, domain?: string)
-    exchange?: string
-    path?: string
-    priority: number
-    port?: number
-    bind?: string
-    from_dns?: string
+
+  /** `this` in a plugin's register() and hooks. */
+  interface Plugin extends Logger {
+    name: string
+    /** The hook timeout in seconds (config/<name>.timeout), when set. */
+    timeout?: number
+    config: { get(name: string, type: string | object, cb?: () => void): unknown }
+    register_hook(hook: string, method: string, priority?: number): void
+    haraka_require(name: string): unknown
   }
-  export function add_line_processor(socket: NodeJS.EventEmitter): void
+
+  interface Recipient {
+    original?: string
+  }
+
+  /** An outbound queue item (outbound/hmail.js): one message to one domain. */
+  interface HMail extends Logger {
+    todo: {
+      domain: string
+      rcpt_to: Recipient[]
+      /** Persisted with the queue file: `outbound_ip`, `outbound_helo`, … */
+      notes?: Record<string, unknown>
+      force_tls?: boolean
+    }
+    /** In memory only: lost on a restart. */
+    notes: Record<string, unknown>
+    extend_rcpt_with_dsn(rcpt: Recipient, dsn: unknown): void
+  }
 }
