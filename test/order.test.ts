@@ -1,14 +1,12 @@
-'use strict'
-
 // Candidate addresses are documentation addresses: ordering never looks at ranges.
 
-const assert = require('node:assert/strict')
-const fc = require('fast-check')
+import assert from 'node:assert/strict'
+import fc from 'fast-check'
 
-const { interleaveFamilies, orderCandidates, capKeepingFamilies, seededRandom } = require('../dist/lib/order')
+import { interleaveFamilies, orderCandidates, capKeepingFamilies, seededRandom } from '../lib/order'
 
 const seeded = seededRandom
-const { HealthCache } = require('../dist/lib/health')
+import { HealthCache } from '../lib/health'
 
 const family = (address) => (address.includes(':') ? 'ipv6' : 'ipv4')
 const cand = (address, exchange, preference) => ({ address, family: family(address), exchange, preference })

@@ -1,14 +1,12 @@
-'use strict'
+import assert from 'node:assert/strict'
+import { EventEmitter } from 'node:events'
+import net from 'node:net'
 
-const assert = require('node:assert/strict')
-const { EventEmitter } = require('node:events')
-const net = require('node:net')
+import FakeTimers from '@sinonjs/fake-timers'
 
-const FakeTimers = require('@sinonjs/fake-timers')
-
-const { raceConnect, describeTimeline, describeFailures } = require('../dist/lib/race')
-const { startBlackHole, freePort } = require('./e2e/harness')
-const { zonelessLinkLocalConnect, assertZonelessLinkLocalStaysHere } = require('./support/link-local')
+import { raceConnect, describeTimeline, describeFailures } from '../lib/race'
+import { startBlackHole, freePort } from './support/harness'
+import { zonelessLinkLocalConnect, assertZonelessLinkLocalStaysHere } from './support/link-local'
 
 function target(address, preference = 10, port = 25) {
   return { address, family: address.includes(':') ? 'ipv6' : 'ipv4', exchange: 'mx.test', preference, port }

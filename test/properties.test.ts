@@ -1,5 +1,3 @@
-'use strict'
-
 // Generated-input properties of the planner, the classifier and the race engine. Every
 // property runs at least 10,000 cases. A failure message carries fast-check's seed and
 // path; replay one with FC_SEED=<seed> FC_PATH=<path> npx mocha test/properties.test.js.
@@ -7,20 +5,20 @@
 // Addresses here are data for the classifier and the planner: nothing is connected to.
 // The race engine runs on fake sockets under a fake clock.
 
-const assert = require('node:assert/strict')
-const { EventEmitter } = require('node:events')
+import assert from 'node:assert/strict'
+import { EventEmitter } from 'node:events'
 
-const fc = require('fast-check')
-const FakeTimers = require('@sinonjs/fake-timers')
+import fc from 'fast-check'
+import FakeTimers from '@sinonjs/fake-timers'
 
-const { classifyAddress, DEFAULT_POLICY, parseCidr } = require('../dist/lib/classify')
-const { parseSettings } = require('../dist/lib/config')
-const { HealthCache } = require('../dist/lib/health')
-const { orderCandidates, seededRandom } = require('../dist/lib/order')
-const { planAddresses } = require('../dist/lib/plan')
-const { raceConnect } = require('../dist/lib/race')
-const { routeDomain, entriesOf } = require('../dist/lib/route')
-const { describeDelivery } = require('../dist/lib/delivery')
+import { classifyAddress, DEFAULT_POLICY, parseCidr } from '../lib/classify'
+import { parseSettings } from '../lib/config'
+import { HealthCache } from '../lib/health'
+import { orderCandidates, seededRandom } from '../lib/order'
+import { planAddresses } from '../lib/plan'
+import { raceConnect } from '../lib/race'
+import { routeDomain, entriesOf } from '../lib/route'
+import { describeDelivery } from '../lib/delivery'
 
 const NUM_RUNS = 10000
 

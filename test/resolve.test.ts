@@ -1,9 +1,7 @@
-'use strict'
+import assert from 'node:assert/strict'
 
-const assert = require('node:assert/strict')
-
-const { makeDnsClient, resolveDestination, toAsciiDomain, validDomain } = require('../dist/lib/resolve')
-const { startCnameDns } = require('./support/cname-dns')
+import { makeDnsClient, resolveDestination, toAsciiDomain, validDomain } from '../lib/resolve'
+import { startCnameDns } from './support/cname-dns'
 
 const code = (c) => Object.assign(new Error(c), { code: c })
 

@@ -1,11 +1,10 @@
-'use strict'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
 
-const assert = require('node:assert/strict')
-const fs = require('node:fs')
-const path = require('node:path')
-
-const { parseSettings, defaultSettings, isDnsServer } = require('../dist/lib/config')
-const { OPTIONS, getField } = require('../dist/lib/options')
+import { parseSettings, defaultSettings, isDnsServer } from '../lib/config'
+import { OPTIONS, getField } from '../lib/options'
+import { RANGE_ALIASES, classifyAddress } from '../lib/classify'
 
 const SHIPPED_INI = path.join(__dirname, '..', 'config', 'happy_eyeballs.ini')
 
@@ -486,7 +485,6 @@ describe('config', () => {
     })
 
     it('every ipaddr.js alias in block is taken silently as the name of ours it stands for', () => {
-      const { RANGE_ALIASES } = require('../dist/lib/classify')
       assert.ok(RANGE_ALIASES.size >= 10)
       for (const [alias, name] of RANGE_ALIASES) {
         assert.deepEqual(parse({ filter: { block: alias } }), parse({ filter: { block: name } }), alias)
@@ -500,7 +498,6 @@ describe('config', () => {
     })
 
     it('an alias blocks like its name: the reason shows the kebab-case name', () => {
-      const { classifyAddress } = require('../dist/lib/classify')
       const { settings } = parseSettings({ filter: { allow: 'fd00::/8', block: 'uniqueLocal' } })
       assert.equal(classifyAddress('fd00::1', settings.filter.policy).reason, 'blocked by unique-local')
     })
@@ -512,7 +509,6 @@ describe('config', () => {
     })
 
     it('the parsed allow and block lists form a policy classify can use', () => {
-      const { classifyAddress } = require('../dist/lib/classify')
       const { settings } = parseSettings({ filter: { allow: '10.0.0.0/8', block: '10.9.0.0/16, cgn' } })
       const policy = settings.filter.policy
       assert.equal(classifyAddress('10.1.2.3', policy).allowedBy, '10.0.0.0/8')

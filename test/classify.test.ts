@@ -1,12 +1,10 @@
-'use strict'
-
 // Addresses here are test data only: strings that are classified, never connected to. Special
 // ranges use documentation or range-example addresses; the few global ones (needed to show
 // what passes) are the well-known public resolvers.
 
-const assert = require('node:assert/strict')
+import assert from 'node:assert/strict'
 
-const {
+import {
   classifyAddress,
   normalizeAddressText,
   parseCidr,
@@ -14,8 +12,8 @@ const {
   RANGE_ALIASES,
   rangeNamed,
   DEFAULT_POLICY,
-} = require('../dist/lib/classify')
-const ipaddr = require('ipaddr.js')
+} from '../lib/classify'
+import ipaddr from 'ipaddr.js'
 
 const GLOBAL_V4 = '8.8.8.8'
 const GLOBAL_V6 = '2001:4860:4860::8888'

@@ -1,9 +1,7 @@
-'use strict'
+import assert from 'node:assert/strict'
 
-const assert = require('node:assert/strict')
-
-const { planAddresses, describePlan, describeKept, describeFiltered } = require('../dist/lib/plan')
-const { parseCidr, DEFAULT_POLICY } = require('../dist/lib/classify')
+import { planAddresses, describePlan, describeKept, describeFiltered } from '../lib/plan'
+import { parseCidr, DEFAULT_POLICY } from '../lib/classify'
 
 // The documentation ranges are re-permitted here so that every address in these tests is a
 // documentation address (or a special one that must stay filtered).

@@ -1,20 +1,18 @@
-'use strict'
-
 // The haraka-happy-eyeballs command, run in-process against a DNS server on loopback and
 // loopback listeners. Every run names the test DNS with --dns: nothing resolves off the machine.
 
-const assert = require('node:assert/strict')
-const { execFile } = require('node:child_process')
-const dgram = require('node:dgram')
-const fs = require('node:fs')
-const net = require('node:net')
-const os = require('node:os')
-const path = require('node:path')
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import dgram from 'node:dgram'
+import fs from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
 
-const fixtures = require('haraka-test-fixtures')
+import fixtures from 'haraka-test-fixtures'
 
-const { main } = require('../dist/lib/cli')
-const { startBlackHole } = require('./e2e/harness')
+import { main } from '../lib/cli'
+import { startBlackHole } from './support/harness'
 
 const LINK_LOCAL = 'fe80::d250:99ff:feda:9100'
 

@@ -1,19 +1,17 @@
-'use strict'
-
 // The table of options in lib/options.ts, and the two documents that repeat it for operators:
 // config/happy_eyeballs.ini and the README's configuration table.
 
-const assert = require('node:assert/strict')
-const fs = require('node:fs')
-const os = require('node:os')
-const path = require('node:path')
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 
-const iniReader = require('haraka-config/lib/readers/ini')
-const ts = require('typescript')
+import iniReader from 'haraka-config/lib/readers/ini'
+import ts from 'typescript'
 
-const { OPTIONS, getField } = require('../dist/lib/options')
-const { defaultSettings, parseSettings } = require('../dist/lib/config')
-const { RANGE_NAMES, RANGE_ALIASES } = require('../dist/lib/classify')
+import { OPTIONS, getField } from '../lib/options'
+import { defaultSettings, parseSettings } from '../lib/config'
+import { RANGE_NAMES, RANGE_ALIASES } from '../lib/classify'
 
 const ROOT = path.join(__dirname, '..')
 const SHIPPED_INI = path.join(ROOT, 'config', 'happy_eyeballs.ini')
