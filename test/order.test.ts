@@ -509,8 +509,9 @@ describe('order', () => {
         host: fc.constantFrom('mx1.example', 'mx2.example', 'mx3.example', 'mx4.example'),
         preference: fc.constantFrom(0, 5, 10, 20),
       })
-      const toCandidates = (items: Array<fc.Value<typeof candidateArb>>): Candidate[] =>
-        items.map((i) => cand(i.v ? v6(i.n) : v4(i.n), i.host, i.preference))
+      const toCandidates = (
+        items: Array<{ n: number; v: boolean; host: string; preference: number }>,
+      ): Candidate[] => items.map((i) => cand(i.v ? v6(i.n) : v4(i.n), i.host, i.preference))
 
       it('the order is grouped by preference, unique, capped, keeps both families, and every address comes from the input at its lowest preference', () => {
         fc.assert(
