@@ -10,4 +10,5 @@ export type ClassificationView = Classification & {
   reason?: string
 }
 
-export const classify = (text: string, policy?: FilterPolicy): ClassificationView => classifyAddress(text, policy)
+export const classify = (text: string, policy?: FilterPolicy): ClassificationView =>
+  classifyAddress(text, policy)
