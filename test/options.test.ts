@@ -1,36 +1,53 @@
-'use strict'
-
 // The table of options in lib/options.ts, and the two documents that repeat it for operators:
 // config/happy_eyeballs.ini and the README's configuration table.
 
-const assert = require('node:assert/strict')
-const fs = require('node:fs')
-const os = require('node:os')
-const path = require('node:path')
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 
-const iniReader = require('haraka-config/lib/readers/ini')
-const ts = require('typescript')
+import iniReader from 'haraka-config/lib/readers/ini'
+import ts from 'typescript'
 
-const { OPTIONS, getField } = require('../dist/lib/options')
-const { defaultSettings, parseSettings } = require('../dist/lib/config')
-const { RANGE_NAMES, RANGE_ALIASES } = require('../dist/lib/classify')
+import {
+  type BooleanOption,
+  type ChoiceOption,
+  type IntegerOption,
+  OPTIONS,
+  type Option,
+  type SettingPath,
+  getField,
+} from '../lib/options'
+import { defaultSettings, parseSettings } from '../lib/config'
+import { RANGE_NAMES, RANGE_ALIASES } from '../lib/classify'
 
 const ROOT = path.join(__dirname, '..')
 const SHIPPED_INI = path.join(ROOT, 'config', 'happy_eyeballs.ini')
 const README = path.join(ROOT, 'README.md')
 
-const TYPES = ['boolean', 'integer', 'choice', 'dns-servers', 'cidr-list', 'block-list', 'address']
-const id = (o) => `[${o.section}] ${o.key}`
-const isList = (o) => o.type === 'cidr-list' || o.type === 'block-list'
-const fieldsOf = (o) => (o.type === 'block-list' ? [o.field, o.rangesField] : [o.field])
-const hasDefault = (o) => ['boolean', 'integer', 'choice'].includes(o.type)
+const TYPES: readonly string[] = [
+  'boolean',
+  'integer',
+  'choice',
+  'dns-servers',
+  'cidr-list',
+  'block-list',
+  'address',
+]
+const id = (o: Option): string => `[${o.section}] ${o.key}`
+const isList = (o: Option): boolean => o.type === 'cidr-list' || o.type === 'block-list'
+const fieldsOf = (o: Option): SettingPath[] =>
+  o.type === 'block-list' ? [o.field, o.rangesField] : [o.field]
+const hasDefault = (o: Option): o is BooleanOption | IntegerOption | ChoiceOption =>
+  ['boolean', 'integer', 'choice'].includes(o.type)
 
 /** Dotted paths of the leaves of a settings object; arrays and Sets are leaves. */
-function leaves(value, prefix = '') {
+function leaves(value: object, prefix = ''): SettingPath[] {
   return Object.entries(value).flatMap(([k, v]) =>
     v && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Set)
       ? leaves(v, `${prefix}${k}.`)
-      : [`${prefix}${k}`],
+      : // read off a Settings object, so a path of one
+        [`${prefix}${k}` as SettingPath],
   )
 }
 
@@ -38,7 +55,7 @@ function leaves(value, prefix = '') {
  * How the documents write an option: its key, its value in the ini file, its README default,
  * and what its comment or README meaning must say about its range.
  */
-function documented(o) {
+function documented(o: Option): { key: string; iniValue: string; readmeDefault: string } {
   const key = isList(o) ? `${o.key}[]` : o.key
   const iniValue = hasDefault(o) ? String(o.default) : ''
   const readmeDefault = hasDefault(o) ? `\`${o.default}\`` : o.type === 'dns-servers' ? '(system)' : '(none)'
@@ -46,21 +63,29 @@ function documented(o) {
 }
 
 /** Asserts that `text` (a comment or a README cell, backticks removed) states the range of `o`. */
-function assertStatesRange(o, text, where) {
+function assertStatesRange(o: Option, text: string, where: string): void {
   const ranges = [...text.matchAll(/\((-?\d+)\.\.(-?\d+)/g)].map((m) => [Number(m[1]), Number(m[2])])
   if (o.type === 'integer') {
     assert.deepEqual(ranges, [[o.min, o.max]], `${where}: the range of ${id(o)} in ${JSON.stringify(text)}`)
     return
   }
   assert.deepEqual(ranges, [], `${where}: ${id(o)} is no number, yet ${JSON.stringify(text)} gives a range`)
-  const words = {
-    boolean: () => [String(!o.default)],
-    choice: () => o.choices,
-    'dns-servers': () => ['IP or IP:port'],
-    'cidr-list': () => ['CIDR'],
-    'block-list': () => ['CIDRs or range names'],
-    address: () => [`address for ${o.family === 'ipv4' ? 'IPv4' : 'IPv6'}`],
-  }[o.type]()
+  const words = ((): readonly string[] => {
+    switch (o.type) {
+      case 'boolean':
+        return [String(!o.default)]
+      case 'choice':
+        return o.choices
+      case 'dns-servers':
+        return ['IP or IP:port']
+      case 'cidr-list':
+        return ['CIDR']
+      case 'block-list':
+        return ['CIDRs or range names']
+      case 'address':
+        return [`address for ${o.family === 'ipv4' ? 'IPv4' : 'IPv6'}`]
+    }
+  })()
   for (const w of words) {
     const re = new RegExp(`(^|[^\\w-])${w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`)
     assert.match(text, re, `${where}: ${id(o)} does not say ${JSON.stringify(w)}`)
@@ -82,7 +107,7 @@ describe('options table', () => {
       }
       if (o.type === 'choice') {
         assert.ok(o.choices.length >= 2, id(o))
-        assert.ok(o.choices.includes(o.default), id(o))
+        assert.ok((o.choices as readonly string[]).includes(o.default), id(o))
         for (const c of o.choices)
           assert.equal(c, c.toLowerCase(), `${id(o)}: choices are matched in lower case`)
       }
@@ -106,20 +131,20 @@ describe('options table', () => {
     )
     // An address field is absent by default, but the object that holds it is there.
     for (const o of OPTIONS.filter((r) => r.type === 'address')) {
-      const holder = o.field.split('.').slice(0, -1).join('.')
+      const holder = o.field.split('.').slice(0, -1).join('.') as SettingPath
       assert.ok(holder && getField(defaults, holder), `${id(o)}: no ${holder} in the defaults`)
     }
   })
 
   /** A good value for `o` that is not its default, as an ini value. */
-  function nonDefault(o) {
+  function nonDefault(o: Option): string | undefined {
     switch (o.type) {
       case 'boolean':
         return String(!o.default)
       case 'integer':
         return String(o.default === o.max ? o.min : o.max)
       case 'choice':
-        return o.choices.find((c) => c !== o.default)
+        return (o.choices as readonly string[]).find((c) => c !== o.default)
       case 'dns-servers':
         return '127.0.0.1:5353'
       case 'cidr-list':
@@ -129,7 +154,8 @@ describe('options table', () => {
       case 'address':
         return o.family === 'ipv4' ? '127.0.0.1' : '::1'
     }
-    throw new Error(`no value for the type ${o.type}`)
+    // Reached only by a type the switch does not know yet.
+    throw new Error(`no value for the type ${(o as { type: string }).type}`)
   }
 
   for (const o of OPTIONS) {
@@ -173,10 +199,10 @@ describe('options table', () => {
       })
       const errors = ts.getPreEmitDiagnostics(program).map((d) => ({
         file: d.file ? path.basename(d.file.fileName) : '',
-        line: d.file ? d.file.getLineAndCharacterOfPosition(d.start).line : -1,
+        line: d.file ? d.file.getLineAndCharacterOfPosition(d.start ?? 0).line : -1,
         text: ts.flattenDiagnosticMessageText(d.messageText, '\n'),
       }))
-      const on = (name, line) =>
+      const on = (name: string, line?: number): typeof errors =>
         errors.filter((e) => e.file === name && (line === undefined || e.line === line))
       const all = errors.map((e) => `${e.file}:${e.line + 1}: ${e.text.split('\n')[0]}`).join('\n')
       assert.deepEqual(on('rows.ts', 1), [], `a good row is accepted:\n${all}`)
@@ -192,7 +218,7 @@ describe('options table', () => {
   })
 })
 
-function isDeepEqual(a, b) {
+function isDeepEqual(a: unknown, b: unknown): boolean {
   try {
     assert.deepStrictEqual(a, b)
     return true
@@ -206,10 +232,10 @@ describe('the shipped happy_eyeballs.ini says what the table says', () => {
   const ini = iniReader.parseIni(SHIPPED_INI, {}, text)
 
   /** `section.key` → the comment lines above the key, since the previous key or section. */
-  const comments = {}
+  const comments: Record<string, string> = {}
   {
     let section = 'main'
-    let block = []
+    let block: string[] = []
     for (const line of text.split('\n')) {
       const header = /^\[(\w+)\]/.exec(line)
       const key = /^(\w+)(?:\[\])?=/.exec(line)
@@ -290,7 +316,7 @@ describe("the README's configuration table says what the table says", () => {
   }
 
   /** The README paragraph that starts with `start`. */
-  const paragraph = (start) => {
+  const paragraph = (start: string): string => {
     const at = readme.indexOf(start)
     assert.ok(at >= 0, `no paragraph "${start}"`)
     return readme.slice(at, readme.indexOf('\n\n', at))

@@ -1,19 +1,23 @@
-'use strict'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
 
-const assert = require('node:assert/strict')
-const fs = require('node:fs')
-const path = require('node:path')
+import { parseSettings, defaultSettings, isDnsServer, type RawIni, type Settings } from '../lib/config'
+import { OPTIONS, getField, type Option } from '../lib/options'
+import { RANGE_ALIASES, type RangeName } from '../lib/classify'
 
-const { parseSettings, defaultSettings, isDnsServer } = require('../dist/lib/config')
-const { OPTIONS, getField } = require('../dist/lib/options')
+import { classify } from './support/classification'
 
 const SHIPPED_INI = path.join(__dirname, '..', 'config', 'happy_eyeballs.ini')
 
 // Just enough of Haraka's ini format: [section], key=value, key[]=value, ; and # comments,
 // keys above the first section in `main`, whole numbers as numbers. Null-prototype objects,
 // as haraka-config builds them.
-function readIni(text) {
-  const ini = Object.create(null)
+type IniValue = string | number
+type IniSection = Record<string, IniValue | IniValue[]>
+
+function readIni(text: string): Record<string, IniSection> {
+  const ini: Record<string, IniSection> = Object.create(null)
   ini.main = Object.create(null)
   let section = ini.main
   for (const raw of text.split(/\r\n|\r|\n/)) {
@@ -31,8 +35,9 @@ function readIni(text) {
     const value = m[2] === undefined ? '' : /^-?\d+$/.test(m[2]) ? parseInt(m[2], 10) : m[2]
     if (m[1].endsWith('[]')) {
       const key = m[1].slice(0, -2)
-      if (!Array.isArray(section[key])) section[key] = []
-      section[key].push(value)
+      const list = section[key]
+      if (Array.isArray(list)) list.push(value)
+      else section[key] = [value]
     } else {
       section[m[1]] = value
     }
@@ -41,7 +46,17 @@ function readIni(text) {
 }
 
 // The settings as plain data, so Sets and parsed CIDRs compare by content.
-function plain(settings) {
+/** Settings with the filter policy as texts: what parse() hands the assertions. */
+type PlainSettings = Omit<Settings, 'filter'> & {
+  filter: {
+    allFiltered: Settings['filter']['allFiltered']
+    allow: string[]
+    blockCidrs: string[]
+    blockRanges: RangeName[]
+  }
+}
+
+function plain(settings: Settings): PlainSettings {
   const p = settings.filter.policy
   return {
     ...settings,
@@ -56,22 +71,22 @@ function plain(settings) {
 
 const DEFAULTS = plain(defaultSettings())
 
-const option = (section, key) => {
+const option = (section: string, key: string): Option => {
   const o = OPTIONS.find((r) => r.section === section && r.key === key)
   assert.ok(o, `no option [${section}] ${key}`)
   return o
 }
 
 /** The default as a problem line shows it after "using". */
-function shownDefault(o) {
+function shownDefault(o: Option): string {
   if (o.type === 'dns-servers') return '"the system resolvers"'
   if (o.type === 'address') return '"no bind"'
-  return JSON.stringify(o.default)
+  return JSON.stringify('default' in o ? o.default : undefined)
 }
 
 /** One raw ini with `value` for every key of the table (lists of entries left out unless `lists`). */
-function everyKey(value, { lists = true } = {}) {
-  const raw = {}
+function everyKey(value: unknown, { lists = true } = {}): Record<string, Record<string, unknown>> {
+  const raw: Record<string, Record<string, unknown>> = {}
   for (const o of OPTIONS) {
     if (!lists && (o.type === 'cidr-list' || o.type === 'block-list')) continue
     raw[o.section] = { ...raw[o.section], [o.key]: value }
@@ -79,15 +94,18 @@ function everyKey(value, { lists = true } = {}) {
   return raw
 }
 
-function parse(raw) {
-  let result
+// raw is anything a config file could hold, bad shapes too: parseSettings must take them all.
+function parse(raw: unknown): { settings: PlainSettings; problems: string[] } {
+  let result: ReturnType<typeof parseSettings> | undefined
   assert.doesNotThrow(
     () => {
-      result = parseSettings(raw)
+      result = parseSettings(raw as RawIni)
     },
     `parseSettings(${String(JSON.stringify(raw)).slice(0, 80)}) threw`,
   )
-  return { settings: plain(result.settings), problems: result.problems }
+  // doesNotThrow has run the callback, or failed the test.
+  const { settings, problems } = result as ReturnType<typeof parseSettings>
+  return { settings: plain(settings), problems }
 }
 
 describe('config', () => {
@@ -110,7 +128,8 @@ describe('config', () => {
     it('defaultSettings returns a fresh object each call, so callers cannot change the defaults', () => {
       const a = defaultSettings()
       a.dns.servers.push('192.0.2.53')
-      a.filter.policy.blockRanges.add('private')
+      // A caller that mutates its copy anyway (the type says read-only) must not change the next one.
+      ;(a.filter.policy.blockRanges as Set<RangeName>).add('private')
       assert.deepEqual(plain(defaultSettings()), DEFAULTS)
     })
 
@@ -139,7 +158,7 @@ describe('config', () => {
     it('every default named in a comment of the shipped ini is the default in force', () => {
       // Comments read `; key=value: why`; the value shown must be what parseSettings uses.
       const text = fs.readFileSync(SHIPPED_INI, 'utf8')
-      const documented = []
+      const documented: Array<[string, string, string]> = []
       let section = 'main'
       for (const line of text.split('\n')) {
         const s = /^\[(\w+)\]/.exec(line)
@@ -166,7 +185,7 @@ describe('config', () => {
   describe('a bad value keeps the default and is reported with its key and the default', () => {
     const junk = '\u0000\u00ff\ufffd\u0007\u001b[31m\ud800'
     // [section, key, bad value]: the default the problem line shows comes from the table
-    const table = [
+    const table: Array<[string, string, unknown]> = [
       ['main', 'enabled', 'banana'],
       ['main', 'enabled', 2],
       ['main', 'enabled', 'truee'],
@@ -357,7 +376,7 @@ describe('config', () => {
         assert.equal(settings.port, 26, name)
         assert.deepEqual(problems, [`unknown section [${name}] ignored`], name)
       }
-      assert.equal({}.port, undefined)
+      assert.equal(({} as { port?: unknown }).port, undefined)
     })
 
     it('a key named like an Object.prototype member is an unknown key', () => {
@@ -435,13 +454,16 @@ describe('config', () => {
       assert.equal(parse({ main: { port: ' 2525 ' } }).settings.port, 2525)
     })
 
-    const ranges = OPTIONS.filter((o) => o.type === 'integer').map((o) => [
-      o.section,
-      o.key,
-      (s) => getField(s, o.field),
-      o.min,
-      o.max,
-    ])
+    // The whole-number fields lie outside filter, where PlainSettings and Settings agree.
+    const ranges = OPTIONS.filter((o) => o.type === 'integer').map(
+      (o): [string, string, (s: PlainSettings) => number | undefined, number, number] => [
+        o.section,
+        o.key,
+        (s) => getField(s as unknown as Settings, o.field),
+        o.min,
+        o.max,
+      ],
+    )
     it('the whole-number options are the nine of the table', () => assert.equal(ranges.length, 9))
     for (const [section, key, get, min, max] of ranges) {
       it(`[${section}] ${key} takes both ends of its range, ${min} and ${max}, and rejects one past each`, () => {
@@ -486,7 +508,6 @@ describe('config', () => {
     })
 
     it('every ipaddr.js alias in block is taken silently as the name of ours it stands for', () => {
-      const { RANGE_ALIASES } = require('../dist/lib/classify')
       assert.ok(RANGE_ALIASES.size >= 10)
       for (const [alias, name] of RANGE_ALIASES) {
         assert.deepEqual(parse({ filter: { block: alias } }), parse({ filter: { block: name } }), alias)
@@ -500,9 +521,8 @@ describe('config', () => {
     })
 
     it('an alias blocks like its name: the reason shows the kebab-case name', () => {
-      const { classifyAddress } = require('../dist/lib/classify')
       const { settings } = parseSettings({ filter: { allow: 'fd00::/8', block: 'uniqueLocal' } })
-      assert.equal(classifyAddress('fd00::1', settings.filter.policy).reason, 'blocked by unique-local')
+      assert.equal(classify('fd00::1', settings.filter.policy).reason, 'blocked by unique-local')
     })
 
     it('block takes a comma separated string', () => {
@@ -512,12 +532,11 @@ describe('config', () => {
     })
 
     it('the parsed allow and block lists form a policy classify can use', () => {
-      const { classifyAddress } = require('../dist/lib/classify')
       const { settings } = parseSettings({ filter: { allow: '10.0.0.0/8', block: '10.9.0.0/16, cgn' } })
       const policy = settings.filter.policy
-      assert.equal(classifyAddress('10.1.2.3', policy).allowedBy, '10.0.0.0/8')
-      assert.equal(classifyAddress('10.9.0.1', policy).reason, 'blocked by 10.9.0.0/16')
-      assert.equal(classifyAddress('100.64.0.1', policy).reason, 'blocked by cgn')
+      assert.equal(classify('10.1.2.3', policy).allowedBy, '10.0.0.0/8')
+      assert.equal(classify('10.9.0.1', policy).reason, 'blocked by 10.9.0.0/16')
+      assert.equal(classify('100.64.0.1', policy).reason, 'blocked by cgn')
     })
 
     it('all_filtered=bounce is taken, case-insensitively', () => {

@@ -1,40 +1,48 @@
-'use strict'
+import assert from 'node:assert/strict'
+import { EventEmitter } from 'node:events'
+import net from 'node:net'
 
-const assert = require('node:assert/strict')
-const { EventEmitter } = require('node:events')
-const net = require('node:net')
+import FakeTimers, { type Clock } from '@sinonjs/fake-timers'
 
-const FakeTimers = require('@sinonjs/fake-timers')
+import {
+  type RaceOptions,
+  type RaceSocket,
+  type RaceTarget,
+  raceConnect,
+  describeTimeline,
+  describeFailures,
+} from '../lib/race'
+import { startBlackHole, freePort } from './support/harness'
+import { zonelessLinkLocalConnect, assertZonelessLinkLocalStaysHere } from './support/link-local'
 
-const { raceConnect, describeTimeline, describeFailures } = require('../dist/lib/race')
-const { startBlackHole, freePort } = require('./e2e/harness')
-const { zonelessLinkLocalConnect, assertZonelessLinkLocalStaysHere } = require('./support/link-local')
-
-function target(address, preference = 10, port = 25) {
+function target(address: string, preference = 10, port = 25): RaceTarget {
   return { address, family: address.includes(':') ? 'ipv6' : 'ipv4', exchange: 'mx.test', preference, port }
 }
 
 // A socket whose fate the test decides: connect, fail, or never answer.
-class FakeSocket extends EventEmitter {
-  constructor(t) {
+class FakeSocket extends EventEmitter implements RaceSocket {
+  destroyed = false
+  constructor(readonly target: RaceTarget) {
     super()
-    this.target = t
-    this.destroyed = false
   }
-  destroy() {
+  destroy(): void {
     this.destroyed = true
   }
 }
 
+/** What a fake socket does, and when; or that connect() throws. */
+type ScriptStep =
+  { at: number; event: 'connect' } | { at: number; event: 'error'; code: string } | { throws: string }
+
 describe('raceConnect with a fake clock', function () {
-  let clock
-  let sockets
-  let script
+  let clock: Clock
+  let sockets: FakeSocket[]
+  let script: Record<string, ScriptStep>
 
   // script: address → { at: ms, event: 'connect' | 'error', code } (no entry: never answers)
-  const connect = (t) => {
+  const connect = (t: RaceTarget): FakeSocket => {
     const step = script[t.address]
-    if (step?.throws) throw new Error(step.throws)
+    if (step && 'throws' in step) throw new Error(step.throws)
     const s = new FakeSocket(t)
     sockets.push(s)
     if (step)
@@ -46,7 +54,7 @@ describe('raceConnect with a fake clock', function () {
     return s
   }
 
-  const race = (targets, opts = {}) =>
+  const race = (targets: RaceTarget[], opts: Partial<RaceOptions<FakeSocket>> = {}) =>
     raceConnect(targets, {
       attemptDelayMs: 250,
       groupDelayMs: 2000,
@@ -72,7 +80,7 @@ describe('raceConnect with a fake clock', function () {
     const p = race([target('2001:db8::1'), target('192.0.2.1')])
     await clock.tickAsync(5)
     const r = await p
-    assert.equal(r.winner.index, 0)
+    assert.equal(r.winner!.index, 0)
     assert.equal(sockets.length, 1)
     assert.equal(r.attempts.length, 1)
   })
@@ -86,7 +94,7 @@ describe('raceConnect with a fake clock', function () {
     assert.equal(sockets.length, 2)
     await clock.tickAsync(3)
     const r = await p
-    assert.equal(r.winner.target.address, '192.0.2.1')
+    assert.equal(r.winner!.target.address, '192.0.2.1')
     assert.equal(r.attempts[1].startMs, 250)
     assert.equal(r.attempts[0].outcome, 'cancelled')
     assert.equal(sockets[0].destroyed, true, 'the loser was not destroyed')
@@ -101,7 +109,7 @@ describe('raceConnect with a fake clock', function () {
     const p = race([target('fe80::1'), target('192.0.2.1')])
     await clock.tickAsync(3)
     const r = await p
-    assert.equal(r.winner.target.address, '192.0.2.1')
+    assert.equal(r.winner!.target.address, '192.0.2.1')
     assert.equal(r.attempts[1].startMs, 1)
     assert.equal(r.attempts[0].error, 'connect EINVAL')
   })
@@ -111,7 +119,7 @@ describe('raceConnect with a fake clock', function () {
     const p = race([target('2001:db8::1'), target('192.0.2.1')])
     await clock.tickAsync(300)
     const r = await p
-    assert.equal(r.winner.index, 0)
+    assert.equal(r.winner!.index, 0)
     assert.equal(r.attempts[1].outcome, 'cancelled')
     assert.equal(sockets[1].destroyed, true)
   })
@@ -123,7 +131,7 @@ describe('raceConnect with a fake clock', function () {
     assert.equal(sockets.length, 1, 'the backup MX started before the group delay')
     await clock.tickAsync(2)
     const r = await p
-    assert.equal(r.winner.target.address, '192.0.2.20')
+    assert.equal(r.winner!.target.address, '192.0.2.20')
     assert.equal(r.attempts[1].startMs, 2000)
   })
 
@@ -136,7 +144,7 @@ describe('raceConnect with a fake clock', function () {
     await clock.tickAsync(5)
     const r = await p
     assert.equal(r.attempts[1].startMs, 4)
-    assert.equal(r.winner.target.address, '192.0.2.20')
+    assert.equal(r.winner!.target.address, '192.0.2.20')
   })
 
   it('when nothing answers by the deadline every attempt is timed out and destroyed', async function () {
@@ -174,7 +182,7 @@ describe('raceConnect with a fake clock', function () {
     const r = await p
     assert.equal(r.attempts[0].outcome, 'failed')
     assert.equal(r.attempts[0].error, 'boom')
-    assert.equal(r.winner.target.address, '192.0.2.1')
+    assert.equal(r.winner!.target.address, '192.0.2.1')
   })
 
   it('the timeline names each attempt, its start offset and outcome', async function () {
@@ -189,22 +197,22 @@ describe('raceConnect with a fake clock', function () {
 })
 
 describe('raceConnect with real sockets on loopback', function () {
-  const opened = []
-  const closers = []
+  const opened: net.Socket[] = []
+  const closers: Array<() => Promise<void>> = []
 
-  const connect = (t) => {
+  const connect = (t: RaceTarget): net.Socket => {
     const s = net.connect({ host: t.address, port: t.port })
     opened.push(s)
     return s
   }
-  const race = (targets, opts = {}) =>
+  const race = (targets: RaceTarget[], opts: Partial<RaceOptions<net.Socket>> = {}) =>
     raceConnect(targets, { attemptDelayMs: 250, groupDelayMs: 2000, deadlineMs: 5000, connect, ...opts })
 
-  async function listener(host) {
+  async function listener(host: string): Promise<number> {
     const server = net.createServer((s) => s.destroy())
-    await new Promise((resolve) => server.listen({ host, port: 0 }, resolve))
-    closers.push(() => new Promise((resolve) => server.close(resolve)))
-    return server.address().port
+    await new Promise<void>((resolve) => server.listen({ host, port: 0 }, resolve))
+    closers.push(() => new Promise((resolve) => server.close(() => resolve())))
+    return (server.address() as net.AddressInfo).port
   }
 
   afterEach(async function () {
@@ -218,7 +226,7 @@ describe('raceConnect with real sockets on loopback', function () {
     const r = await race([target('::1', 10, dead), target('127.0.0.1', 10, port)])
     assert.equal(r.attempts[0].error, 'connect ECONNREFUSED')
     assert.ok(r.attempts[1].startMs < 250, `next attempt waited ${r.attempts[1].startMs} ms`)
-    assert.equal(r.winner.target.address, '127.0.0.1')
+    assert.equal(r.winner!.target.address, '127.0.0.1')
   })
 
   // Node 20 (libuv < 1.47), or any Node on a host without a link-local interface: EINVAL at
@@ -236,7 +244,7 @@ describe('raceConnect with real sockets on loopback', function () {
       assert.equal(r.attempts[0].outcome, 'cancelled')
       assert.ok(r.attempts[1].startMs >= 250, `next attempt started after ${r.attempts[1].startMs} ms`)
     }
-    assert.equal(r.winner.target.address, '127.0.0.1')
+    assert.equal(r.winner!.target.address, '127.0.0.1')
   })
 
   it('a black-holed IPv6 address costs one attempt delay, and its socket is destroyed', async function () {
@@ -244,11 +252,11 @@ describe('raceConnect with real sockets on loopback', function () {
     closers.push(() => hole.close())
     const port = await listener('127.0.0.1')
     const r = await race([target('::1', 10, hole.port), target('127.0.0.1', 10, port)])
-    assert.equal(r.winner.target.address, '127.0.0.1')
+    assert.equal(r.winner!.target.address, '127.0.0.1')
     assert.equal(r.attempts[0].outcome, 'cancelled')
     assert.ok(r.attempts[1].startMs >= 250 && r.attempts[1].startMs < 1000)
-    const loser = opened.find((s) => s !== r.winner.socket)
-    assert.equal(loser.destroyed, true)
-    r.winner.socket.destroy()
+    const loser = opened.find((s) => s !== r.winner!.socket)
+    assert.equal(loser!.destroyed, true)
+    r.winner!.socket.destroy()
   })
 })

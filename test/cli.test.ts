@@ -1,24 +1,25 @@
-'use strict'
-
 // The haraka-happy-eyeballs command, run in-process against a DNS server on loopback and
 // loopback listeners. Every run names the test DNS with --dns: nothing resolves off the machine.
 
-const assert = require('node:assert/strict')
-const { execFile } = require('node:child_process')
-const dgram = require('node:dgram')
-const fs = require('node:fs')
-const net = require('node:net')
-const os = require('node:os')
-const path = require('node:path')
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import dgram from 'node:dgram'
+import fs from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
 
-const fixtures = require('haraka-test-fixtures')
+import fixtures, { type DnsServer, type DnsZone } from 'haraka-test-fixtures'
 
-const { main } = require('../dist/lib/cli')
-const { startBlackHole } = require('./e2e/harness')
+import type { Family } from '../lib/classify'
+import { type CliIo, main } from '../lib/cli'
+import type { AddressProbe, ProbeReport } from '../lib/cli/probe'
+import type { PlanJson } from '../lib/cli/render'
+import { startBlackHole } from './support/harness'
 
 const LINK_LOCAL = 'fe80::d250:99ff:feda:9100'
 
-const ZONES = {
+const ZONES: Record<string, DnsZone> = {
   'seed.test': { mx: [{ preference: 10, exchange: 'mx.seed.test' }] },
   'mx.seed.test': { aaaa: [LINK_LOCAL], a: ['127.0.0.1'] },
   'dual.test': { mx: [{ preference: 10, exchange: 'mx.dual.test' }] },
@@ -42,14 +43,42 @@ const ZONES = {
 
 /** ANSI "erase to end of line", what a spinner writes after its text. */
 const CLEAR_LINE = '\x1b[K'
-const hasTerminalControl = (text) => text.includes('\r') || text.includes('\x1b')
+const hasTerminalControl = (text: string): boolean => text.includes('\r') || text.includes('\x1b')
 
 const LOOPBACK_ALLOWED = '[filter]\nallow[]=127.0.0.0/8\nallow[]=::1/128\n'
 
+// probeJson() gives its object untyped: its shape, as the command prints it.
+interface ProbeJson extends Omit<ProbeReport, 'addresses' | 'chosen'> {
+  addresses: Array<
+    Pick<AddressProbe, 'race' | 'raceStartMs' | 'connected' | 'ms' | 'error'> & {
+      address: string
+      family: Family
+      exchange: string
+      preference: number
+    }
+  >
+  chosen: { address: string; family: Family; exchange: string } | null
+}
+
+/** What --json prints: the plan, and for probe the probe (null: nothing to connect to). */
+interface CommandJson extends PlanJson {
+  probe?: ProbeJson | null
+}
+
+// The command's stdout is the JSON of CommandJson: typed here, where it is read back.
+const parseJson = (stdout: string): CommandJson => JSON.parse(stdout)
+
+/** The probe of a --json probe run; throws when it has none. */
+function probeOf(stdout: string): ProbeJson {
+  const { probe } = parseJson(stdout)
+  if (!probe) throw new Error(`no probe in ${stdout}`)
+  return probe
+}
+
 /** Captured stdout/stderr for one in-process run. */
-function capture(isTTY = false) {
-  const out = []
-  const err = []
+function capture(isTTY = false): { io: CliIo; stdout: () => string; stderr: () => string } {
+  const out: string[] = []
+  const err: string[] = []
   return {
     io: {
       stdout: { write: (s) => out.push(String(s)) },
@@ -62,39 +91,39 @@ function capture(isTTY = false) {
 }
 
 /** A TCP port with nothing listening on either loopback address (bound and released). */
-async function closedPort() {
+async function closedPort(): Promise<number> {
   const srv = net.createServer()
-  await new Promise((resolve, reject) => srv.once('error', reject).listen(0, '127.0.0.1', resolve))
-  const { port } = srv.address()
+  await new Promise<void>((resolve, reject) => srv.once('error', reject).listen(0, '127.0.0.1', resolve))
+  const { port } = srv.address() as net.AddressInfo
   await new Promise((resolve) => srv.close(resolve))
   await assertFreeOnV6(port)
   return port
 }
 
 /** Binding [::1]:port succeeds only when nothing listens there. */
-async function assertFreeOnV6(port) {
+async function assertFreeOnV6(port: number): Promise<void> {
   const v6 = net.createServer()
-  await new Promise((resolve, reject) => v6.once('error', reject).listen(port, '::1', resolve))
+  await new Promise<void>((resolve, reject) => v6.once('error', reject).listen(port, '::1', resolve))
   await new Promise((resolve) => v6.close(resolve))
 }
 
 /** A UDP port on 127.0.0.1 with no DNS server behind it. */
-async function closedUdpPort() {
+async function closedUdpPort(): Promise<number> {
   const sock = dgram.createSocket('udp4')
-  await new Promise((resolve) => sock.bind(0, '127.0.0.1', resolve))
+  await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve))
   const { port } = sock.address()
-  await new Promise((resolve) => sock.close(resolve))
+  await new Promise<void>((resolve) => sock.close(resolve))
   return port
 }
 
 describe('haraka-happy-eyeballs command', function () {
   this.timeout(30000)
 
-  let dns
-  let tmp
-  let configDir
-  let listener
-  let livePort
+  let dns: DnsServer
+  let tmp: string
+  let configDir: string
+  let listener: net.Server
+  let livePort: number
 
   before(async function () {
     dns = await fixtures.dns.start(ZONES)
@@ -105,9 +134,10 @@ describe('haraka-happy-eyeballs command', function () {
       path.join(configDir, 'happy_eyeballs.ini'),
       `${LOOPBACK_ALLOWED}[dns]\ntimeout_ms=1500\n`,
     )
-    listener = net.createServer((socket) => socket.destroy())
-    await new Promise((resolve, reject) => listener.once('error', reject).listen(0, '127.0.0.1', resolve))
-    livePort = listener.address().port
+    const server = net.createServer((socket) => socket.destroy())
+    listener = server
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve))
+    livePort = (server.address() as net.AddressInfo).port
     await assertFreeOnV6(livePort)
   })
 
@@ -118,13 +148,16 @@ describe('haraka-happy-eyeballs command', function () {
   })
 
   /** Runs the command; the test's own arguments come last, so they win over the defaults. */
-  async function run(args, { tty = false, config = configDir } = {}) {
+  async function run(
+    args: string[],
+    { tty = false, config = configDir }: { tty?: boolean; config?: string } = {},
+  ): Promise<{ code: number; stdout: string; stderr: string }> {
     const c = capture(tty)
     const code = await main(['--config', config, '--dns', `127.0.0.1:${dns.port}`, ...args], c.io)
     return { code, stdout: c.stdout(), stderr: c.stderr() }
   }
 
-  function writeConfig(name, text) {
+  function writeConfig(name: string, text: string): string {
     const dir = path.join(tmp, name)
     fs.mkdirSync(dir)
     fs.writeFileSync(path.join(dir, 'happy_eyeballs.ini'), text)
@@ -145,7 +178,7 @@ describe('haraka-happy-eyeballs command', function () {
     it('--json prints one object with the documented keys and entry shapes', async function () {
       const r = await run(['plan', 'seed.test', '--json'])
       assert.equal(r.code, 0, r.stderr)
-      const json = JSON.parse(r.stdout)
+      const json = parseJson(r.stdout)
       assert.equal(json.domain, 'seed.test')
       assert.equal(json.outcome, 'deliver')
       assert.equal('status' in json, false)
@@ -163,7 +196,7 @@ describe('haraka-happy-eyeballs command', function () {
     })
 
     it('orders MX preference groups lowest first, each address with its own MX host', async function () {
-      const json = JSON.parse((await run(['plan', 'two.test', '--json'])).stdout)
+      const json = parseJson((await run(['plan', 'two.test', '--json'])).stdout)
       assert.deepEqual(
         json.kept.map((k) => [k.preference, k.exchange, k.address]),
         [
@@ -177,17 +210,17 @@ describe('haraka-happy-eyeballs command', function () {
       const r = await run(['plan', 'nx.test'])
       assert.equal(r.code, 1)
       assert.match(r.stdout, /^outcome: bounce 5\.1\.2: NXDOMAIN for nx\.test$/m)
-      const json = JSON.parse((await run(['plan', 'nx.test', '--json'])).stdout)
+      const json = parseJson((await run(['plan', 'nx.test', '--json'])).stdout)
       assert.equal(json.outcome, 'bounce')
       assert.equal(json.status, '5.1.2')
-      assert.match(json.reason, /NXDOMAIN/)
+      assert.match(json.reason!, /NXDOMAIN/)
     })
 
     it('SERVFAIL defers 4.4.3, never bounces, and exits 1', async function () {
       const r = await run(['plan', 'servfail.test'])
       assert.equal(r.code, 1)
       assert.match(r.stdout, /^outcome: defer 4\.4\.3: DNS lookup failed: .*ESERVFAIL$/m)
-      const json = JSON.parse((await run(['plan', 'servfail.test', '--json'])).stdout)
+      const json = parseJson((await run(['plan', 'servfail.test', '--json'])).stdout)
       assert.equal(json.outcome, 'defer')
       assert.equal(json.status, '4.4.3')
     })
@@ -196,7 +229,7 @@ describe('haraka-happy-eyeballs command', function () {
       const r = await run(['plan', 'nullmx.test'])
       assert.equal(r.code, 1)
       assert.match(r.stdout, /^outcome: null MX: nullmx\.test accepts no mail/m)
-      const json = JSON.parse((await run(['plan', 'nullmx.test', '--json'])).stdout)
+      const json = parseJson((await run(['plan', 'nullmx.test', '--json'])).stdout)
       assert.equal(json.outcome, 'null-mx')
       assert.equal(json.status, '5.1.10')
       assert.deepEqual(json.kept, [])
@@ -209,7 +242,7 @@ describe('haraka-happy-eyeballs command', function () {
     })
 
     it('looks up an internationalized domain as its A-label, via the implicit MX', async function () {
-      const json = JSON.parse((await run(['plan', 'bücher.test', '--json'])).stdout)
+      const json = parseJson((await run(['plan', 'bücher.test', '--json'])).stdout)
       assert.equal(json.domain, 'xn--bcher-kva.test')
       assert.equal(json.implicitMx, true)
       assert.deepEqual(
@@ -220,7 +253,7 @@ describe('haraka-happy-eyeballs command', function () {
 
     it('without the allow list from --config the loopback addresses are filtered, as the plugin would', async function () {
       const dir = writeConfig('no-allow', '[main]\nprefer=ipv6\n')
-      const json = JSON.parse((await run(['plan', 'dual.test', '--json'], { config: dir })).stdout)
+      const json = parseJson((await run(['plan', 'dual.test', '--json'], { config: dir })).stdout)
       assert.equal(json.outcome, 'defer')
       assert.equal(json.status, '4.4.4')
       assert.deepEqual(json.filtered.map((f) => [f.address, f.reason]).sort(), [
@@ -231,12 +264,12 @@ describe('haraka-happy-eyeballs command', function () {
 
     it('--config overrides the package defaults key by key (prefer=ipv4 puts the A first)', async function () {
       const dir = writeConfig('prefer-v4', `${LOOPBACK_ALLOWED}[main]\nprefer=ipv4\n`)
-      const v4 = JSON.parse((await run(['plan', 'dual.test', '--json'], { config: dir })).stdout)
+      const v4 = parseJson((await run(['plan', 'dual.test', '--json'], { config: dir })).stdout)
       assert.deepEqual(
         v4.kept.map((k) => k.address),
         ['127.0.0.1', '::1'],
       )
-      const v6 = JSON.parse((await run(['plan', 'dual.test', '--json'])).stdout)
+      const v6 = parseJson((await run(['plan', 'dual.test', '--json'])).stdout)
       assert.deepEqual(
         v6.kept.map((k) => k.address),
         ['::1', '127.0.0.1'],
@@ -247,15 +280,15 @@ describe('haraka-happy-eyeballs command', function () {
       it(`takes the mail address ${JSON.stringify(address)} for its domain, as the plan of seed.test`, async function () {
         const r = await run(['plan', address, '--json'])
         assert.equal(r.code, 0, r.stderr)
-        const json = JSON.parse(r.stdout)
-        const byDomain = JSON.parse((await run(['plan', 'seed.test', '--json'])).stdout)
+        const json = parseJson(r.stdout)
+        const byDomain = parseJson((await run(['plan', 'seed.test', '--json'])).stdout)
         assert.equal(json.domain, 'seed.test')
         assert.deepEqual(json, byDomain)
       })
     }
 
     it('looks up the A-label of an internationalized address domain', async function () {
-      const json = JSON.parse((await run(['plan', 'jörg@bücher.test', '--json'])).stdout)
+      const json = parseJson((await run(['plan', 'jörg@bücher.test', '--json'])).stdout)
       assert.equal(json.domain, 'xn--bcher-kva.test')
       assert.deepEqual(
         json.kept.map((k) => k.address),
@@ -282,7 +315,7 @@ describe('haraka-happy-eyeballs command', function () {
         path.join(dir, 'config', 'happy_eyeballs.ini'),
         `${LOOPBACK_ALLOWED}[main]\nprefer=ipv4\n`,
       )
-      const json = JSON.parse((await run(['plan', 'dual.test', '--json'], { config: dir })).stdout)
+      const json = parseJson((await run(['plan', 'dual.test', '--json'], { config: dir })).stdout)
       assert.deepEqual(
         json.kept.map((k) => k.address),
         ['127.0.0.1', '::1'],
@@ -311,7 +344,7 @@ describe('haraka-happy-eyeballs command', function () {
       assert.equal(r.code, 0, r.stderr)
       assert.equal(process.env.HARAKA_TEST_DIR, saved.HARAKA_TEST_DIR)
       assert.deepEqual(
-        JSON.parse(r.stdout).kept.map((k) => k.address),
+        parseJson(r.stdout).kept.map((k) => k.address),
         ['::1', '127.0.0.1'],
       )
       assert.match((await run(['plan', 'dual.test'])).stdout, /^connect order \(port 25\):/m)
@@ -319,25 +352,26 @@ describe('haraka-happy-eyeballs command', function () {
 
     it('reads the ini once: every file watcher it opens is closed, and no temporary link is left', async function () {
       const dir = writeConfig('watched', `${LOOPBACK_ALLOWED}[main]\nprefer=ipv4\n`)
-      const watchers = []
-      const made = []
+      const watchers: Array<{ path: string; closed: boolean }> = []
+      const made: string[] = []
       const { watch, mkdtempSync } = fs
-      fs.watch = function (...args) {
-        const watcher = watch.apply(this, args)
+      // The wrappers take every overload alike: they only pass the arguments on.
+      fs.watch = function (this: unknown, ...args: unknown[]) {
+        const watcher = (watch as (...a: unknown[]) => fs.FSWatcher).apply(this, args)
         const seen = { path: String(args[0]), closed: false }
         watchers.push(seen)
         const close = watcher.close
-        watcher.close = function (...closeArgs) {
+        watcher.close = function (this: fs.FSWatcher, ...closeArgs: []) {
           seen.closed = true
           return close.apply(this, closeArgs)
         }
         return watcher
-      }
-      fs.mkdtempSync = function (...args) {
-        const made1 = mkdtempSync.apply(this, args)
+      } as typeof fs.watch
+      fs.mkdtempSync = function (this: unknown, ...args: unknown[]) {
+        const made1 = (mkdtempSync as (...a: unknown[]) => string).apply(this, args)
         made.push(made1)
         return made1
-      }
+      } as typeof fs.mkdtempSync
       let r
       try {
         r = await run(['plan', 'dual.test', '--json'], { config: dir })
@@ -346,7 +380,7 @@ describe('haraka-happy-eyeballs command', function () {
         fs.mkdtempSync = mkdtempSync
       }
       assert.equal(r.code, 0, r.stderr)
-      assert.equal(JSON.parse(r.stdout).kept[0].address, '127.0.0.1')
+      assert.equal(parseJson(r.stdout).kept[0].address, '127.0.0.1')
       assert.deepEqual(
         watchers.filter((w) => !w.closed),
         [],
@@ -387,7 +421,7 @@ describe('haraka-happy-eyeballs command', function () {
     it('reports each address, reachability per family and the race winner (::1 refused, 127.0.0.1 live)', async function () {
       const r = await run(['probe', 'dual.test', '--port', String(livePort), '--json', '--timeout', '5000'])
       assert.equal(r.code, 0, r.stderr)
-      const { probe } = JSON.parse(r.stdout)
+      const probe = probeOf(r.stdout)
       assert.equal(probe.port, livePort)
       const [v6, v4] = probe.addresses
       assert.equal(v6.address, '::1')
@@ -416,15 +450,15 @@ describe('haraka-happy-eyeballs command', function () {
       const dir = writeConfig('port', `${LOOPBACK_ALLOWED}[main]\nport=${livePort}\n`)
       const r = await run(['probe', 'dual.test', '--json', '--timeout', '5000'], { config: dir })
       assert.equal(r.code, 0, r.stderr)
-      const { probe } = JSON.parse(r.stdout)
+      const probe = probeOf(r.stdout)
       assert.equal(probe.port, livePort)
-      assert.equal(probe.chosen.address, '127.0.0.1')
+      assert.equal(probe.chosen!.address, '127.0.0.1')
     })
 
     it('also connects to the addresses the race never started and marks them not tried', async function () {
       const r = await run(['probe', 'two.test', '--port', String(livePort), '--json', '--timeout', '5000'])
       assert.equal(r.code, 0, r.stderr)
-      const { probe } = JSON.parse(r.stdout)
+      const probe = probeOf(r.stdout)
       const byAddress = Object.fromEntries(probe.addresses.map((a) => [a.address, a]))
       assert.equal(byAddress['127.0.0.1'].race, 'connected')
       assert.equal(byAddress['127.0.0.2'].race, 'not tried')
@@ -437,18 +471,18 @@ describe('haraka-happy-eyeballs command', function () {
       const hole = await startBlackHole({ host: '::1' })
       const live = net.createServer((socket) => socket.destroy())
       try {
-        await new Promise((resolve, reject) =>
+        await new Promise<void>((resolve, reject) =>
           live.once('error', reject).listen(hole.port, '127.0.0.1', resolve),
         )
         const r = await run(['probe', 'dual.test', '--port', String(hole.port), '--json', '--timeout', '800'])
         assert.equal(r.code, 0, r.stderr)
-        const { probe } = JSON.parse(r.stdout)
+        const probe = probeOf(r.stdout)
         const [v6, v4] = probe.addresses
         assert.equal(v6.race, 'cancelled')
         assert.equal(v6.connected, false)
         assert.equal(v6.error, 'no answer in 800 ms')
         assert.equal(v4.race, 'connected')
-        assert.equal(probe.chosen.address, '127.0.0.1')
+        assert.equal(probe.chosen!.address, '127.0.0.1')
         assert.deepEqual(probe.families, { ipv4: 'reachable', ipv6: 'unreachable' })
       } finally {
         await new Promise((resolve) => live.close(resolve))
@@ -460,7 +494,7 @@ describe('haraka-happy-eyeballs command', function () {
       const port = await closedPort()
       const r = await run(['probe', 'dual.test', '--port', String(port), '--json', '--timeout', '5000'])
       assert.equal(r.code, 1)
-      const { probe } = JSON.parse(r.stdout)
+      const probe = probeOf(r.stdout)
       assert.equal(probe.chosen, null)
       assert.deepEqual(
         probe.addresses.map((a) => [a.address, a.connected, a.error]),
@@ -470,7 +504,7 @@ describe('haraka-happy-eyeballs command', function () {
         ],
       )
       assert.deepEqual(probe.families, { ipv4: 'unreachable', ipv6: 'unreachable' })
-      assert.match(probe.failure, /^no MX address of dual\.test answered: ::1: connect ECONNREFUSED; /)
+      assert.match(probe.failure!, /^no MX address of dual\.test answered: ::1: connect ECONNREFUSED; /)
       const text = await run(['probe', 'dual.test', '--port', String(port), '--timeout', '5000'])
       assert.equal(text.code, 1)
       assert.match(text.stdout, /^chosen: none; the plugin would defer 4\.4\.1: /m)
@@ -479,14 +513,14 @@ describe('haraka-happy-eyeballs command', function () {
     it('a domain without a deliverable plan connects to nothing and exits 1', async function () {
       const r = await run(['probe', 'nx.test', '--json'])
       assert.equal(r.code, 1)
-      const json = JSON.parse(r.stdout)
+      const json = parseJson(r.stdout)
       assert.equal(json.outcome, 'bounce')
       assert.equal(json.probe, null)
     })
   })
 
   describe('usage', function () {
-    const cases = [
+    const cases: Array<[string[], RegExp]> = [
       [[], /missing command/],
       [['frob', 'seed.test'], /unknown command 'frob'/],
       [['plan', 'seed.test', '--frob'], /unknown option --frob/],
@@ -581,7 +615,7 @@ describe('haraka-happy-eyeballs command', function () {
       assert.ok(r.stderr.endsWith(`\r${CLEAR_LINE}`), JSON.stringify(r.stderr))
       assert.doesNotMatch(r.stdout, /resolving/)
       assert.equal(hasTerminalControl(r.stdout), false)
-      assert.equal(JSON.parse(r.stdout).outcome, 'deliver')
+      assert.equal(parseJson(r.stdout).outcome, 'deliver')
     })
   })
 
@@ -589,7 +623,7 @@ describe('haraka-happy-eyeballs command', function () {
     it('node dist/cli.js --help runs and prints the usage', async function () {
       const bin = path.join(__dirname, '..', 'dist', 'cli.js')
       assert.match(fs.readFileSync(bin, 'utf8'), /^#!\/usr\/bin\/env node\n/)
-      const { code, stdout } = await new Promise((resolve) => {
+      const { code, stdout } = await new Promise<{ code: number | string; stdout: string }>((resolve) => {
         execFile(process.execPath, [bin, '--help'], { timeout: 20000 }, (err, out) =>
           resolve({ code: err ? (err.code ?? 1) : 0, stdout: out }),
         )
@@ -601,7 +635,7 @@ describe('haraka-happy-eyeballs command', function () {
     it('node dist/cli.js plan <address> prints the plan and exits by itself', async function () {
       const bin = path.join(__dirname, '..', 'dist', 'cli.js')
       const args = [bin, 'plan', '<user@seed.test>', '--config', configDir, '--dns', `127.0.0.1:${dns.port}`]
-      const { code, stdout } = await new Promise((resolve) => {
+      const { code, stdout } = await new Promise<{ code: number | string; stdout: string }>((resolve) => {
         execFile(process.execPath, args, { timeout: 20000 }, (err, out) =>
           resolve({ code: err ? (err.code ?? 1) : 0, stdout: out }),
         )

@@ -1,21 +1,30 @@
-'use strict'
+import assert from 'node:assert/strict'
 
-const assert = require('node:assert/strict')
+import {
+  planAddresses,
+  describePlan,
+  describeKept,
+  describeFiltered,
+  type Plan,
+  type PlanOptions,
+} from '../lib/plan'
+import { type Cidr, type FilterPolicy, parseCidr, DEFAULT_POLICY, type RangeName } from '../lib/classify'
+import type { HealthView } from '../lib/health'
+import type { MxHost } from '../lib/resolve'
 
-const { planAddresses, describePlan, describeKept, describeFiltered } = require('../dist/lib/plan')
-const { parseCidr, DEFAULT_POLICY } = require('../dist/lib/classify')
+const cidr = (text: string): Cidr => parseCidr(text) ?? assert.fail(`test CIDR ${text} parses`)
 
 // The documentation ranges are re-permitted here so that every address in these tests is a
 // documentation address (or a special one that must stay filtered).
-const DOCS_ALLOWED = {
-  allow: ['192.0.2.0/24', '198.51.100.0/24', '2001:db8::/32'].map(parseCidr),
+const DOCS_ALLOWED: FilterPolicy = {
+  allow: ['192.0.2.0/24', '198.51.100.0/24', '2001:db8::/32'].map(cidr),
   blockCidrs: [],
-  blockRanges: new Set(),
+  blockRanges: new Set<RangeName>(),
 }
 
 const keepOrder = () => 0.999999
 
-const opts = (extra = {}) => ({
+const opts = (extra: Partial<PlanOptions> = {}): PlanOptions => ({
   policy: DOCS_ALLOWED,
   prefer: 'ipv6',
   firstFamilyCount: 1,
@@ -24,9 +33,15 @@ const opts = (extra = {}) => ({
   ...extra,
 })
 
-const host = (exchange, preference, addresses, errors = []) => ({ exchange, preference, addresses, errors })
+const host = (exchange: string, preference: number, addresses: string[], errors: string[] = []): MxHost => ({
+  exchange,
+  preference,
+  addresses,
+  errors,
+})
 
-const kept = (plan) => plan.kept.map((c) => [c.exchange, c.address, c.family, c.preference])
+const kept = (plan: Plan): Array<[string, string, string, number]> =>
+  plan.kept.map((c) => [c.exchange, c.address, c.family, c.preference])
 
 describe('plan', () => {
   describe('planAddresses', () => {
@@ -94,7 +109,7 @@ describe('plan', () => {
     })
 
     it('a block entry filters an otherwise kept address and names itself as the reason', () => {
-      const policy = { ...DOCS_ALLOWED, blockCidrs: [parseCidr('192.0.2.0/24')] }
+      const policy = { ...DOCS_ALLOWED, blockCidrs: [cidr('192.0.2.0/24')] }
       const plan = planAddresses('example.com', hosts, opts({ policy }))
       assert.deepEqual(plan.filtered[2], {
         exchange: 'mx1.example.com',
@@ -106,7 +121,7 @@ describe('plan', () => {
 
     it('passes prefer, the cap, the random source and health on to the ordering', () => {
       const many = [host('mx1.example.com', 10, ['2001:db8::1', '2001:db8::2', '2001:db8::3', '192.0.2.1'])]
-      const health = { addressFailed: (a) => a === '192.0.2.1', familyFailed: () => false }
+      const health: HealthView = { addressFailed: (a) => a === '192.0.2.1', familyFailed: () => false }
       const plan = planAddresses('example.com', many, opts({ prefer: 'ipv4', maxAddresses: 2, health }))
       // prefer ipv4 leads with 192.0.2.1, health sends it to the back, the cap keeps both families.
       assert.deepEqual(

@@ -1,22 +1,44 @@
-'use strict'
+import assert from 'node:assert/strict'
 
-const assert = require('node:assert/strict')
+import {
+  type DnsClient,
+  makeDnsClient,
+  type MxHost,
+  type Resolution,
+  resolveDestination,
+  toAsciiDomain,
+  validDomain,
+} from '../lib/resolve'
+import { type CnameDns, startCnameDns } from './support/cname-dns'
 
-const { makeDnsClient, resolveDestination, toAsciiDomain, validDomain } = require('../dist/lib/resolve')
-const { startCnameDns } = require('./support/cname-dns')
+const code = (c: string): Error & { code: string } => Object.assign(new Error(c), { code: c })
 
-const code = (c) => Object.assign(new Error(c), { code: c })
+/** Each record type: its answers, or the error code its lookup fails with. */
+interface StubZone {
+  mx?: Array<{ priority: number; exchange: string }> | string
+  a?: string[] | string
+  aaaa?: string[] | string
+}
 
 // An in-memory DnsClient: name → { mx, a, aaaa } where each is an array or an error code.
-function stubDns(table) {
-  const look = (kind) => async (name) => {
-    const v = table[name]?.[kind]
-    if (v === undefined) throw code(table[name] ? 'ENODATA' : 'ENOTFOUND')
-    if (typeof v === 'string') throw code(v)
-    return v
-  }
+function stubDns(table: Record<string, StubZone>): DnsClient {
+  const look =
+    <K extends keyof StubZone>(kind: K) =>
+    async (name: string): Promise<Exclude<StubZone[K], string | undefined>> => {
+      const v = table[name]?.[kind]
+      if (v === undefined) throw code(table[name] ? 'ENODATA' : 'ENOTFOUND')
+      if (typeof v === 'string') throw code(v)
+      return v as Exclude<StubZone[K], string | undefined>
+    }
   return { resolveMx: look('mx'), resolve4: look('a'), resolve6: look('aaaa') }
 }
+
+// assert.equal(r.kind, …) does not narrow the type: these read one kind, and throw on another.
+function ofKind<K extends Resolution['kind']>(r: Resolution, kind: K): Extract<Resolution, { kind: K }> {
+  if (r.kind !== kind) throw new Error(`a ${r.kind} resolution, not ${kind}`)
+  return r as Extract<Resolution, { kind: K }>
+}
+const hostsOf = (r: Resolution): MxHost[] => ofKind(r, 'hosts').hosts
 
 describe('resolveDestination', function () {
   it('a failing AAAA lookup never hides the A answer, and is reported', async function () {
@@ -26,14 +48,14 @@ describe('resolveDestination', function () {
     })
     const r = await resolveDestination('d.test', dns)
     assert.equal(r.kind, 'hosts')
-    assert.deepEqual(r.hosts[0].addresses, ['127.0.0.1'])
-    assert.deepEqual(r.hosts[0].errors, ['AAAA ETIMEOUT'])
+    assert.deepEqual(hostsOf(r)[0].addresses, ['127.0.0.1'])
+    assert.deepEqual(hostsOf(r)[0].errors, ['AAAA ETIMEOUT'])
   })
 
   it('an MX exchange that is an IP literal is used as its own address', async function () {
     const dns = stubDns({ 'd.test': { mx: [{ priority: 10, exchange: '127.0.0.1' }] } })
     const r = await resolveDestination('d.test', dns)
-    assert.deepEqual(r.hosts[0].addresses, ['127.0.0.1'])
+    assert.deepEqual(hostsOf(r)[0].addresses, ['127.0.0.1'])
   })
 
   it('a host listed twice keeps its lowest preference, and hosts come out by preference', async function () {
@@ -50,7 +72,7 @@ describe('resolveDestination', function () {
     })
     const r = await resolveDestination('d.test', dns)
     assert.deepEqual(
-      r.hosts.map((h) => [h.exchange, h.preference]),
+      hostsOf(r).map((h) => [h.exchange, h.preference]),
       [
         ['a.d.test', 10],
         ['b.d.test', 30],
@@ -60,11 +82,11 @@ describe('resolveDestination', function () {
 
   it('only the lowest-preference hosts up to maxHosts are looked up', async function () {
     const mx = Array.from({ length: 50 }, (_, i) => ({ priority: i, exchange: `h${i}.d.test` }))
-    const table = { 'd.test': { mx } }
+    const table: Record<string, StubZone> = { 'd.test': { mx } }
     for (let i = 0; i < 50; i++) table[`h${i}.d.test`] = { a: [`127.0.0.${i + 1}`] }
     const r = await resolveDestination('d.test', stubDns(table), { maxHosts: 3 })
     assert.deepEqual(
-      r.hosts.map((h) => h.exchange),
+      hostsOf(r).map((h) => h.exchange),
       ['h0.d.test', 'h1.d.test', 'h2.d.test'],
     )
   })
@@ -81,7 +103,7 @@ describe('resolveDestination', function () {
     })
     const r = await resolveDestination('d.test', dns)
     assert.equal(r.kind, 'hosts')
-    assert.equal(r.hosts.length, 1)
+    assert.equal(hostsOf(r).length, 1)
   })
 
   it('no MX and no address records at all is no domain to deliver to', async function () {
@@ -91,11 +113,10 @@ describe('resolveDestination', function () {
   })
 
   it('a resolver that throws something other than a DNS error is an internal error, not a deferral', async function () {
-    const dns = {
-      resolveMx() {
-        throw new TypeError('not a DNS problem')
-      },
+    const notDns = (): never => {
+      throw new TypeError('not a DNS problem')
     }
+    const dns: DnsClient = { resolveMx: notDns, resolve4: notDns, resolve6: notDns }
     await assert.rejects(resolveDestination('d.test', dns), TypeError)
   })
 
@@ -108,8 +129,8 @@ describe('resolveDestination', function () {
   it('an MX lookup that fails keeps the resolver code as data', async function () {
     const r = await resolveDestination('d.test', stubDns({ 'd.test': { mx: 'ETIMEOUT' } }))
     assert.equal(r.kind, 'temporary')
-    assert.equal(r.code, 'ETIMEOUT')
-    assert.equal(r.detail, 'MX lookup for d.test: ETIMEOUT')
+    assert.equal(ofKind(r, 'temporary').code, 'ETIMEOUT')
+    assert.equal(ofKind(r, 'temporary').detail, 'MX lookup for d.test: ETIMEOUT')
   })
 
   it('an implicit MX whose AAAA and A fail alike keeps that code; two different codes keep none', async function () {
@@ -118,14 +139,14 @@ describe('resolveDestination', function () {
       stubDns({ 'd.test': { aaaa: 'ETIMEOUT', a: 'ETIMEOUT' } }),
     )
     assert.equal(alike.kind, 'temporary')
-    assert.equal(alike.code, 'ETIMEOUT')
+    assert.equal(ofKind(alike, 'temporary').code, 'ETIMEOUT')
     const mixed = await resolveDestination(
       'd.test',
       stubDns({ 'd.test': { aaaa: 'ESERVFAIL', a: 'ETIMEOUT' } }),
     )
     assert.equal(mixed.kind, 'temporary')
     assert.equal('code' in mixed, false)
-    assert.equal(mixed.detail, 'd.test: AAAA ESERVFAIL, A ETIMEOUT')
+    assert.equal(ofKind(mixed, 'temporary').detail, 'd.test: AAAA ESERVFAIL, A ETIMEOUT')
   })
 })
 
@@ -159,8 +180,8 @@ describe('validDomain', function () {
 })
 
 describe('resolveDestination through CNAMEs, against a DNS server on loopback', function () {
-  let server
-  let dns
+  let server: CnameDns
+  let dns: DnsClient
 
   before(async function () {
     server = await startCnameDns({
@@ -183,21 +204,21 @@ describe('resolveDestination through CNAMEs, against a DNS server on loopback', 
   it("an MX host reached through a CNAME chain yields the chain's final addresses", async function () {
     const r = await resolveDestination('cnamed.test', dns)
     assert.equal(r.kind, 'hosts')
-    assert.equal(r.hosts[0].exchange, 'alias.cnamed.test')
-    assert.deepEqual(r.hosts[0].addresses, ['::1', '127.0.0.1'])
+    assert.equal(hostsOf(r)[0].exchange, 'alias.cnamed.test')
+    assert.deepEqual(hostsOf(r)[0].addresses, ['::1', '127.0.0.1'])
   })
 
   it('a domain that is itself a CNAME has the MX of its target', async function () {
     const r = await resolveDestination('alias-domain.test', dns)
     assert.equal(r.kind, 'hosts')
-    assert.deepEqual(r.hosts[0].addresses, ['::1', '127.0.0.1'])
+    assert.deepEqual(hostsOf(r)[0].addresses, ['::1', '127.0.0.1'])
   })
 
   it('an MX host whose CNAMEs loop has no address, and says so without hanging', async function () {
     const r = await resolveDestination('loop.test', dns)
     assert.equal(r.kind, 'hosts')
-    assert.deepEqual(r.hosts[0].addresses, [])
+    assert.deepEqual(hostsOf(r)[0].addresses, [])
     // c-ares reports the looping chain as NODATA: the plan then defers with 4.4.4
-    assert.deepEqual(r.hosts[0].errors, [])
+    assert.deepEqual(hostsOf(r)[0].errors, [])
   })
 })

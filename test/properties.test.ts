@@ -1,37 +1,42 @@
-'use strict'
-
 // Generated-input properties of the planner, the classifier and the race engine. Every
 // property runs at least 10,000 cases. A failure message carries fast-check's seed and
-// path; replay one with FC_SEED=<seed> FC_PATH=<path> npx mocha test/properties.test.js.
+// path; replay one with FC_SEED=<seed> FC_PATH=<path> npx mocha test/properties.test.ts.
 //
 // Addresses here are data for the classifier and the planner: nothing is connected to.
 // The race engine runs on fake sockets under a fake clock.
 
-const assert = require('node:assert/strict')
-const { EventEmitter } = require('node:events')
+import assert from 'node:assert/strict'
+import { EventEmitter } from 'node:events'
 
-const fc = require('fast-check')
-const FakeTimers = require('@sinonjs/fake-timers')
+import fc from 'fast-check'
+import FakeTimers from '@sinonjs/fake-timers'
 
-const { classifyAddress, DEFAULT_POLICY, parseCidr } = require('../dist/lib/classify')
-const { parseSettings } = require('../dist/lib/config')
-const { HealthCache } = require('../dist/lib/health')
-const { orderCandidates, seededRandom } = require('../dist/lib/order')
-const { planAddresses } = require('../dist/lib/plan')
-const { raceConnect } = require('../dist/lib/race')
-const { routeDomain, entriesOf } = require('../dist/lib/route')
-const { describeDelivery } = require('../dist/lib/delivery')
+import { DEFAULT_POLICY, type Family, type FilterPolicy, parseCidr } from '../lib/classify'
+import { parseSettings, type Settings } from '../lib/config'
+import { type HealthView, HealthCache } from '../lib/health'
+import { type Candidate, orderCandidates, seededRandom } from '../lib/order'
+import { planAddresses } from '../lib/plan'
+import { type RaceResult, type RaceSocket, type RaceTarget, raceConnect } from '../lib/race'
+import type { DnsClient, MxHost } from '../lib/resolve'
+import { routeDomain, entriesOf } from '../lib/route'
+import { describeDelivery } from '../lib/delivery'
+
+import { classify as classifyAddress, type ClassificationView } from './support/classification'
 
 const NUM_RUNS = 10000
 
+/** What an arbitrary generates. */
+type ValueOf<A> = A extends fc.Arbitrary<infer T> ? T : never
+
 /** fc.assert with the run count, an optional replay seed/path from the environment, and verbose output. */
-async function check(property, numRuns = NUM_RUNS) {
-  const params = { numRuns, verbose: 1 }
+async function check<Ts>(property: fc.IRawProperty<Ts>, numRuns = NUM_RUNS): Promise<void> {
+  const params: fc.Parameters<Ts> = { numRuns, verbose: 1 }
   if (process.env.FC_SEED) params.seed = Number(process.env.FC_SEED)
   if (process.env.FC_PATH) params.path = process.env.FC_PATH
   try {
     await fc.assert(property, params)
-  } catch (err) {
+  } catch (caught) {
+    const err = caught as Error
     // fast-check puts "{ seed: N, path: "…" }" in its message; keep that guarantee explicit.
     if (!/seed: -?\d+/.test(String(err.message)) || !/path: "/.test(String(err.message))) {
       err.message = `(seed and path missing from fast-check's report)\n${err.message}`
@@ -46,18 +51,18 @@ async function check(property, numRuns = NUM_RUNS) {
 const V4_MAX = (1n << 32n) - 1n
 const V6_MAX = (1n << 128n) - 1n
 
-function v4Text(n) {
+function v4Text(n: bigint): string {
   return [24n, 16n, 8n, 0n].map((s) => String((n >> s) & 255n)).join('.')
 }
 
-function v6Groups(n) {
-  const groups = []
+function v6Groups(n: bigint): number[] {
+  const groups: number[] = []
   for (let i = 7; i >= 0; i--) groups.push(Number((n >> BigInt(i * 16)) & 0xffffn))
   return groups
 }
 
 /** RFC 5952 §4: lower case, no leading zeros, the longest run (first on a tie) of 2+ zero groups as `::`. */
-function v6Canonical(n) {
+function v6Canonical(n: bigint): string {
   const g = v6Groups(n)
   let best = -1
   let bestLen = 1
@@ -79,7 +84,7 @@ function v6Canonical(n) {
   return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`
 }
 
-function parseV4(text) {
+function parseV4(text: string): bigint | null {
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text)
   if (!m) return null
   const parts = m.slice(1).map(Number)
@@ -87,7 +92,7 @@ function parseV4(text) {
   return parts.reduce((acc, p) => (acc << 8n) | BigInt(p), 0n)
 }
 
-function parseV6(text) {
+function parseV6(text: string): bigint | null {
   let t = text.toLowerCase()
   const dotted = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(t)
   if (dotted) {
@@ -97,7 +102,7 @@ function parseV6(text) {
   }
   const halves = t.split('::')
   if (halves.length > 2) return null
-  const part = (s) => (s === '' ? [] : s.split(':'))
+  const part = (s: string): string[] => (s === '' ? [] : s.split(':'))
   const head = part(halves[0])
   const tail = halves.length === 2 ? part(halves[1]) : []
   const missing = 8 - head.length - tail.length
@@ -107,8 +112,25 @@ function parseV6(text) {
   return groups.reduce((acc, x) => (acc << 16n) | BigInt(parseInt(x, 16)), 0n)
 }
 
+type Kind = 'v4' | 'v6'
+
+/** An address as this file computes with it. */
+interface Known {
+  kind: Kind
+  value: bigint
+}
+
+/** A CIDR as this file computes with it: the first and last address it holds. */
+interface TextCidr {
+  text: string
+  kind: Kind
+  prefix: number
+  first: bigint
+  last: bigint
+}
+
 /** { kind, value } for a plain address text (no brackets or zone), or null. */
-function parseAddress(text) {
+function parseAddress(text: string): Known | null {
   if (text.includes(':')) {
     const v = parseV6(text)
     return v === null ? null : { kind: 'v6', value: v }
@@ -117,7 +139,7 @@ function parseAddress(text) {
   return v === null ? null : { kind: 'v4', value: v }
 }
 
-function parseCidrText(text) {
+function parseCidrText(text: string): TextCidr | null {
   const [addr, len] = String(text).split('/')
   const a = parseAddress(addr)
   if (!a) return null
@@ -129,7 +151,8 @@ function parseCidrText(text) {
   return { text, kind: a.kind, prefix, first, last: first | ((1n << hostBits) - 1n) }
 }
 
-const inCidr = (cidr, kind, value) => cidr.kind === kind && value >= cidr.first && value <= cidr.last
+const inCidr = (cidr: TextCidr, kind: Kind, value: bigint): boolean =>
+  cidr.kind === kind && value >= cidr.first && value <= cidr.last
 
 // ---------------------------------------------------------------------------------------
 // Special-purpose ranges, written from the IANA IPv4 and IPv6 Special-Purpose Address
@@ -141,7 +164,8 @@ const inCidr = (cidr, kind, value) => cidr.kind === kind && value >= cidr.first 
 const MAPPED = 'ipv4-mapped' // ::ffff:0:0/96, RFC 4291 §2.5.5.2: judged as the IPv4 it carries
 const NAT64 = 'nat64' // 64:ff9b::/96, RFC 6052: judged as the embedded IPv4, kept as IPv6
 
-const SPECIAL_V4 = [
+// [CIDR, name, reference]
+const SPECIAL_V4: Array<[string, string, string]> = [
   ['0.0.0.0/8', 'unspecified', 'RFC 791 §3.2 "this network"'],
   ['10.0.0.0/8', 'private', 'RFC 1918'],
   ['100.64.0.0/10', 'cgn', 'RFC 6598 shared address space'],
@@ -168,7 +192,7 @@ const SPECIAL_V4 = [
   ['255.255.255.255/32', 'broadcast', 'RFC 919, RFC 8190'],
 ]
 
-const SPECIAL_V6 = [
+const SPECIAL_V6: Array<[string, string, string]> = [
   ['::/128', 'unspecified', 'RFC 4291 §2.5.2'],
   ['::1/128', 'loopback', 'RFC 4291 §2.5.3'],
   ['::/96', 'ipv4-compatible', 'RFC 4291 §2.5.5.1, deprecated'],
@@ -202,17 +226,20 @@ const SPECIAL_V6 = [
 
 // RFC 4291 §2.4 / IANA IPv6 address space: only 2000::/3 is global unicast; the rest is
 // reserved or unassigned unless a more specific entry above names it.
-const GLOBAL_UNICAST_V6 = parseCidrText('2000::/3')
+const tableCidr = (text: string): TextCidr => parseCidrText(text) ?? assert.fail(`table CIDR ${text} parses`)
+const GLOBAL_UNICAST_V6 = tableCidr('2000::/3')
 
 const TABLE = [...SPECIAL_V4, ...SPECIAL_V6].map(([cidr, name, ref]) => ({
-  ...parseCidrText(cidr),
+  ...tableCidr(cidr),
   name,
   ref,
 }))
 
 /** The most specific table entry holding the address, or undefined. */
-function tableEntry(kind, value) {
-  let best
+type TableEntry = (typeof TABLE)[number]
+
+function tableEntry(kind: Kind, value: bigint): TableEntry | undefined {
+  let best: TableEntry | undefined
   for (const e of TABLE) if (inCidr(e, kind, value) && (!best || e.prefix > best.prefix)) best = e
   return best
 }
@@ -221,7 +248,15 @@ function tableEntry(kind, value) {
  * What the tables say about one address: { judgedKind, judgedValue, name (undefined: global
  * unicast), via ('' | ', IPv4-mapped' | ', via NAT64') }.
  */
-function oracle(kind, value) {
+interface Oracle {
+  judgedKind: Kind
+  judgedValue: bigint
+  name: string | undefined
+  via: string
+  mapped: boolean
+}
+
+function oracle(kind: Kind, value: bigint): Oracle {
   const e = tableEntry(kind, value)
   if (e?.name === MAPPED || e?.name === NAT64) {
     const v4 = value & V4_MAX
@@ -240,7 +275,7 @@ function oracle(kind, value) {
 }
 
 /** What the classifier should hand back as `address` for a routable input. */
-function canonicalOf(kind, value) {
+function canonicalOf(kind: Kind, value: bigint): string {
   if (kind === 'v4') return v4Text(value)
   if (oracle(kind, value).mapped) return v4Text(value & V4_MAX)
   return v6Canonical(value)
@@ -249,7 +284,7 @@ function canonicalOf(kind, value) {
 // ---------------------------------------------------------------------------------------
 // Notations: every way the same address may be written in a DNS answer or a config file.
 
-function v6Notations(value) {
+function v6Notations(value: bigint): string[] {
   const g = v6Groups(value)
   const c = v6Canonical(value)
   const dottedTail = `${g
@@ -269,7 +304,7 @@ function v6Notations(value) {
   ]
 }
 
-function v4Notations(value) {
+function v4Notations(value: bigint): string[] {
   const t = v4Text(value)
   const hex = `${(value >> 16n).toString(16)}:${(value & 0xffffn).toString(16)}`
   return [
@@ -285,7 +320,7 @@ function v4Notations(value) {
 }
 
 /** The kind and value a notation of a v4 value stands for (the mapped ones are IPv6). */
-const v4NotationIsMapped = (i) => i >= 3
+const v4NotationIsMapped = (i: number): boolean => i >= 3
 
 const GARBAGE = [
   '',
@@ -316,7 +351,8 @@ const GARBAGE = [
 // ---------------------------------------------------------------------------------------
 // Generators.
 
-const rangeInside = (entry) => fc.bigInt({ min: entry.first, max: entry.last })
+const rangeInside = (entry: TextCidr): fc.Arbitrary<bigint> =>
+  fc.bigInt({ min: entry.first, max: entry.last })
 
 const v4Value = fc.oneof(
   { weight: 3, arbitrary: fc.bigInt({ min: 0n, max: V4_MAX }) },
@@ -333,9 +369,15 @@ const v6Value = fc.oneof(
 )
 
 /** Every spelling of one address, with the address each spelling stands for. */
-function spellings(kind, value) {
+/** One address text of a case, and the address it stands for (undefined: garbage). */
+interface Spelling {
+  text: string
+  known: Known | undefined
+}
+
+function spellings(kind: Kind, value: bigint): Spelling[] {
   if (kind === 'v6') return v6Notations(value).map((text) => ({ text, known: { kind, value } }))
-  const mapped = { kind: 'v6', value: 0xffff00000000n | value }
+  const mapped: Known = { kind: 'v6', value: 0xffff00000000n | value }
   return v4Notations(value).map((text, i) => ({
     text,
     known: v4NotationIsMapped(i) ? mapped : { kind, value },
@@ -343,14 +385,14 @@ function spellings(kind, value) {
 }
 
 // A pool item: the spellings of a known address, or one garbage string.
-const poolItem = fc.oneof(
+const poolItem: fc.Arbitrary<Spelling[]> = fc.oneof(
   { weight: 5, arbitrary: v4Value.map((value) => spellings('v4', value)) },
   { weight: 5, arbitrary: v6Value.map((value) => spellings('v6', value)) },
   {
     weight: 1,
     arbitrary: fc
       .oneof(fc.constantFrom(...GARBAGE), fc.string({ maxLength: 12 }))
-      .map((text) => [{ text, known: undefined }]),
+      .map((text): Spelling[] => [{ text, known: undefined }]),
   },
 )
 
@@ -412,7 +454,7 @@ const settingsArb = fc.record({
   block: fc.array(fc.constantFrom(...BLOCK_CHOICES), { maxLength: 3 }),
 })
 
-function settingsOf(s) {
+function settingsOf(s: ValueOf<typeof settingsArb>): Settings {
   const { settings } = parseSettings({
     main: {
       prefer: s.prefer,
@@ -431,7 +473,8 @@ const preference = fc.oneof(
 )
 
 // Picks are packed integers (pool index, notation) so a 1,000-address case stays cheap.
-const hostArb = (picks) => fc.record({ exchangeNo: fc.integer({ min: 0, max: 24 }), preference, picks })
+const hostArb = (picks: fc.Arbitrary<number[]>) =>
+  fc.record({ exchangeNo: fc.integer({ min: 0, max: 24 }), preference, picks })
 
 const smallHosts = fc.array(hostArb(fc.array(fc.nat(), { maxLength: 4 })), { minLength: 1, maxLength: 20 })
 const bigHosts = fc
@@ -466,8 +509,12 @@ const plannerCase = fc.record({
 })
 
 /** The case's MX hosts as planAddresses takes them, with what each address text stands for. */
-function materialize(c) {
-  const hosts = c.hosts.map((h) => {
+type PlannerCase = ValueOf<typeof plannerCase>
+/** An MX host of a case: what planAddresses takes, and what each address text stands for. */
+type CaseHost = MxHost & { items: Spelling[] }
+
+function materialize(c: Pick<PlannerCase, 'hosts' | 'pool'>): CaseHost[] {
+  const hosts = c.hosts.map((h): CaseHost => {
     const items = h.picks.map((p) => {
       const item = c.pool[p % c.pool.length]
       return item[Math.floor(p / c.pool.length) % item.length]
@@ -484,11 +531,11 @@ function materialize(c) {
 }
 
 /** A HealthView from bits: which canonical addresses and (host, family) pairs failed. */
-function healthOf(h, hosts) {
+function healthOf(h: PlannerCase['health'], hosts: CaseHost[]): HealthView | undefined {
   if (!h) return undefined
-  const hash = (s) => [...s].reduce((acc, ch) => (acc * 31 + ch.charCodeAt(0)) >>> 0, 7)
-  const addrs = new Set()
-  const fams = new Set()
+  const hash = (s: string): number => [...s].reduce((acc, ch) => (acc * 31 + ch.charCodeAt(0)) >>> 0, 7)
+  const addrs = new Set<string>()
+  const fams = new Set<string>()
   for (const host of hosts) {
     for (const f of ['ipv4', 'ipv6'])
       if ((h.familyBits >>> (hash(host.exchange + f) % 31)) & 1) fams.add(`${host.exchange} ${f}`)
@@ -503,7 +550,7 @@ function healthOf(h, hosts) {
   }
 }
 
-function runPlan(c, random = seededRandom(c.seed)) {
+function runPlan(c: PlannerCase, random = seededRandom(c.seed)) {
   const settings = settingsOf(c.settings)
   const hosts = materialize(c)
   const health = healthOf(c.health, hosts)
@@ -522,13 +569,19 @@ function runPlan(c, random = seededRandom(c.seed)) {
  * The routable input as the classifier reads it, deduplicated: canonical address → its
  * lowest preference, family, and the hosts that carry it at that preference.
  */
-function routableInput(hosts, policy) {
-  const byAddress = new Map()
-  const seen = new Map()
+interface RoutableEntry {
+  preference: number
+  family: Family
+  hosts: Set<string>
+}
+
+function routableInput(hosts: CaseHost[], policy: FilterPolicy): Map<string, RoutableEntry> {
+  const byAddress = new Map<string, RoutableEntry>()
+  const seen = new Map<string, ClassificationView>()
   for (const h of hosts) {
     for (const item of h.items) {
       if (!seen.has(item.text)) seen.set(item.text, classifyAddress(item.text, policy))
-      const c = seen.get(item.text)
+      const c = seen.get(item.text)!
       if (item.known && c.routable) {
         assert.equal(
           c.address,
@@ -551,7 +604,7 @@ function routableInput(hosts, policy) {
  * by IPv4 CIDRs and by CIDRs written inside ::ffff:0:0/96 (the same IPv4 addresses), never
  * by a wider IPv6 CIDR such as ::/0, which says nothing about IPv4.
  */
-function coveredBy(cidrs, kind, value) {
+function coveredBy(cidrs: string[], kind: Kind, value: bigint): boolean {
   return cidrs.some((text) => {
     const c = parseCidrText(text)
     if (!c) return false
@@ -584,7 +637,7 @@ describe('properties (fast-check, 10,000 cases each)', function () {
             const o = oracle(a.kind, a.value)
             assert.notEqual(o.name, 'unspecified', `kept ${k.address} reaches the local host`)
             // Where it is judged: the address itself, or for NAT64 also the IPv4 it carries.
-            const forms = [[a.kind, a.value]]
+            const forms: Array<[Kind, bigint]> = [[a.kind, a.value]]
             if (o.judgedKind !== a.kind) forms.push([o.judgedKind, o.judgedValue])
             const allowed = forms.some(([kind, value]) => coveredBy(allow, kind, value))
             if (o.name) {
@@ -595,7 +648,7 @@ describe('properties (fast-check, 10,000 cases each)', function () {
               `kept ${k.address} inside a block CIDR ${blockCidrs}`,
             )
             assert.ok(
-              !(o.name && policy.blockRanges.has(o.name)),
+              !(o.name && (policy.blockRanges as ReadonlySet<string>).has(o.name)),
               `kept ${k.address} in blocked range ${o.name}`,
             )
           }
@@ -639,16 +692,16 @@ describe('properties (fast-check, 10,000 cases each)', function () {
             assert.equal(k.preference, r.preference, `${k.address} moved out of its preference group`)
             assert.ok(r.hosts.has(k.exchange), `${k.address} attributed to ${k.exchange}`)
           }
-          const expected = new Map()
+          const expected = new Map<number, Set<string>>()
           for (const [address, r] of routable) {
             if (!expected.has(r.preference)) expected.set(r.preference, new Set())
-            expected.get(r.preference).add(address)
+            expected.get(r.preference)!.add(address)
           }
           if (routable.size <= settings.maxAddresses) {
-            const got = new Map()
+            const got = new Map<number, Set<string>>()
             for (const k of plan.kept) {
               if (!got.has(k.preference)) got.set(k.preference, new Set())
-              got.get(k.preference).add(k.address)
+              got.get(k.preference)!.add(k.address)
             }
             assert.deepEqual(got, expected)
           } else {
@@ -660,7 +713,7 @@ describe('properties (fast-check, 10,000 cases each)', function () {
                 ? plan.kept.slice(0, -1)
                 : plan.kept
             const top = Math.max(...core.map((k) => k.preference))
-            const missing = []
+            const missing: string[] = []
             for (const [p, set] of expected)
               if (p < top) for (const a of set) if (!seen.has(a)) missing.push(a)
             assert.deepEqual(missing, [], `addresses of groups below ${top} dropped by the cap`)
@@ -674,10 +727,10 @@ describe('properties (fast-check, 10,000 cases each)', function () {
         fc.property(plannerCase, (c) => {
           const { settings, hosts, health, plan } = runPlan(c)
           const routable = routableInput(hosts, settings.filter.policy)
-          const groups = new Map()
+          const groups = new Map<number, Candidate[]>()
           for (const k of plan.kept) {
             if (!groups.has(k.preference)) groups.set(k.preference, [])
-            groups.get(k.preference).push(k)
+            groups.get(k.preference)!.push(k)
           }
           if (health) {
             for (const g of groups.values()) {
@@ -721,7 +774,7 @@ describe('properties (fast-check, 10,000 cases each)', function () {
           const b = runPlan(c).plan
           assert.deepEqual(b, a)
           // orderCandidates on its own, fed the same candidates twice
-          const opts = { prefer: 'ipv6', firstFamilyCount: 1, maxAddresses: 8 }
+          const opts = { prefer: 'ipv6' as const, firstFamilyCount: 1, maxAddresses: 8 }
           const x = orderCandidates(a.kept, { ...opts, random: seededRandom(c.seed) })
           const y = orderCandidates(a.kept, { ...opts, random: seededRandom(c.seed) })
           assert.deepEqual(y, x)
@@ -730,7 +783,7 @@ describe('properties (fast-check, 10,000 cases each)', function () {
     })
 
     it('routeDomain never delivers an empty list, and its priorities strictly increase', async function () {
-      const dnsError = (code) => Object.assign(new Error(code), { code })
+      const dnsError = (code: string): Error & { code: string } => Object.assign(new Error(code), { code })
       const answerArb = fc.oneof(
         { weight: 8, arbitrary: fc.constant('ok') },
         { weight: 1, arbitrary: fc.constantFrom('ENODATA', 'ENOTFOUND', 'ESERVFAIL', 'ETIMEOUT') },
@@ -752,7 +805,7 @@ describe('properties (fast-check, 10,000 cases each)', function () {
           if (rc.raceOff) settings.race.enabled = false
           const hosts = materialize(rc.plan)
           // One name per host number; a repeated name is one host at its lowest preference.
-          const byName = new Map()
+          const byName = new Map<string, { preference: number; addresses: string[]; no: number }>()
           for (const h of hosts) {
             const prev = byName.get(h.exchange)
             byName.set(h.exchange, {
@@ -761,7 +814,7 @@ describe('properties (fast-check, 10,000 cases each)', function () {
               no: Number(h.exchange.slice(2, h.exchange.indexOf('.'))),
             })
           }
-          const lookups = (name, family) => {
+          const lookups = (name: string, family: 4 | 6): Promise<string[]> => {
             const host =
               byName.get(name.toLowerCase()) ??
               (name === 'example.test' ? byName.get('mx0.example') : undefined)
@@ -771,7 +824,7 @@ describe('properties (fast-check, 10,000 cases each)', function () {
             const mine = host.addresses.filter((t) => t.includes(':') === (family === 6))
             return mine.length ? Promise.resolve(mine) : Promise.reject(dnsError('ENODATA'))
           }
-          const dns = {
+          const dns: DnsClient = {
             resolveMx() {
               switch (rc.mx) {
                 case 'records': {
@@ -790,8 +843,8 @@ describe('properties (fast-check, 10,000 cases each)', function () {
                   return Promise.reject(dnsError(rc.mx))
               }
             },
-            resolve6: (name) => lookups(name, 6),
-            resolve4: (name) => lookups(name, 4),
+            resolve6: (name: string) => lookups(name, 6),
+            resolve4: (name: string) => lookups(name, 4),
           }
           const record = await routeDomain('Example.Test.', {
             settings,
@@ -800,18 +853,15 @@ describe('properties (fast-check, 10,000 cases each)', function () {
             random: seededRandom(rc.plan.seed),
           })
           const route = record.decision
-          if (route.action === 'deliver') route.entries = entriesOf(route.targets)
+          const entries = route.action === 'deliver' ? entriesOf(route.targets) : []
           assert.ok(['deliver', 'null-mx', 'defer', 'bounce'].includes(route.action), route.action)
           if (route.action === 'deliver') {
-            assert.ok(route.entries.length > 0, 'deliver with no entries')
-            assert.ok(route.entries.length <= settings.maxAddresses)
-            for (let i = 1; i < route.entries.length; i++) {
-              assert.ok(
-                route.entries[i - 1].priority < route.entries[i].priority,
-                'priorities not increasing',
-              )
+            assert.ok(entries.length > 0, 'deliver with no entries')
+            assert.ok(entries.length <= settings.maxAddresses)
+            for (let i = 1; i < entries.length; i++) {
+              assert.ok(entries[i - 1].priority < entries[i].priority, 'priorities not increasing')
             }
-            for (const e of route.entries) {
+            for (const e of entries) {
               const again = classifyAddress(e.exchange, settings.filter.policy)
               assert.ok(again.routable && again.address === e.exchange, `entry ${e.exchange}`)
               assert.equal(e.port, settings.port)
@@ -851,7 +901,15 @@ describe('properties (fast-check, 10,000 cases each)', function () {
       notation: fc.nat(),
     })
 
-    function addressAt({ entry, where: w, offset }) {
+    function addressAt({
+      entry,
+      where: w,
+      offset,
+    }: {
+      entry: TextCidr
+      where: ValueOf<typeof where>
+      offset: bigint
+    }): bigint | undefined {
       const max = entry.kind === 'v4' ? V4_MAX : V6_MAX
       const size = entry.last - entry.first + 1n
       const value = {
@@ -864,7 +922,7 @@ describe('properties (fast-check, 10,000 cases each)', function () {
       return value < 0n || value > max ? undefined : value
     }
 
-    function expectation(kind, value) {
+    function expectation(kind: Kind, value: bigint): { routable: boolean; reason: string | undefined } {
       const o = oracle(kind, value)
       return { routable: !o.name, reason: o.name ? `${o.name}${o.via}` : undefined }
     }
@@ -877,7 +935,7 @@ describe('properties (fast-check, 10,000 cases each)', function () {
           const kind = bc.entry.kind
           const texts = kind === 'v4' ? v4Notations(value) : v6Notations(value)
           const i = bc.notation % texts.length
-          const meant =
+          const meant: Known =
             kind === 'v4' && v4NotationIsMapped(i)
               ? { kind: 'v6', value: 0xffff00000000n | value }
               : { kind, value }
@@ -887,7 +945,7 @@ describe('properties (fast-check, 10,000 cases each)', function () {
           assert.equal(got.routable, want.routable, `${where}: ${JSON.stringify(got)}`)
           if (want.routable) {
             assert.equal(got.address, canonicalOf(meant.kind, meant.value), where)
-            assert.equal(got.family, got.address.includes(':') ? 'ipv6' : 'ipv4', where)
+            assert.equal(got.family, got.address!.includes(':') ? 'ipv6' : 'ipv4', where)
           } else assert.equal(got.reason, want.reason, where)
         }),
       )
@@ -936,7 +994,7 @@ describe('properties (fast-check, 10,000 cases each)', function () {
           if (value === undefined) return
           const cidr = parseCidr(c.entry.text)
           assert.ok(cidr, c.entry.text)
-          const policy = { allow: [cidr], blockCidrs: [], blockRanges: new Set() }
+          const policy: FilterPolicy = { allow: [cidr], blockCidrs: [], blockRanges: new Set() }
           const text = c.entry.kind === 'v4' ? v4Text(value) : v6Canonical(value)
           const got = classifyAddress(text, policy)
           const plain = expectation(c.entry.kind, value)
@@ -999,14 +1057,13 @@ describe('properties (fast-check, 10,000 cases each)', function () {
   })
 
   describe('race engine under randomized faults, fake sockets and a fake clock', function () {
-    class FakeSocket extends EventEmitter {
-      constructor(index) {
+    class FakeSocket extends EventEmitter implements RaceSocket {
+      destroyed = false
+      timer: ReturnType<typeof setTimeout> | undefined = undefined
+      constructor(readonly index: number) {
         super()
-        this.index = index
-        this.destroyed = false
-        this.timer = undefined
       }
-      destroy() {
+      destroy(): void {
         this.destroyed = true
         // A destroyed socket never reports later: its scripted event is cancelled.
         if (this.timer !== undefined) clearTimeout(this.timer)
@@ -1019,11 +1076,13 @@ describe('properties (fast-check, 10,000 cases each)', function () {
       { weight: 3, arbitrary: fc.integer({ min: 1, max: 5000 }) },
       { weight: 1, arbitrary: fc.constantFrom(1, 10, 250, 500, 2000) },
     )
+    /** What one address's connect does: connects or fails after t ms, never answers, or throws. */
+    type Fate = { kind: 'connect' | 'error'; t: number } | { kind: 'never' } | { kind: 'throws' }
     const fate = fc.oneof(
-      { weight: 3, arbitrary: time.map((t) => ({ kind: 'connect', t })) },
-      { weight: 3, arbitrary: time.map((t) => ({ kind: 'error', t })) },
-      { weight: 2, arbitrary: fc.constant({ kind: 'never' }) },
-      { weight: 1, arbitrary: fc.constant({ kind: 'throws' }) },
+      { weight: 3, arbitrary: time.map((t): Fate => ({ kind: 'connect', t })) },
+      { weight: 3, arbitrary: time.map((t): Fate => ({ kind: 'error', t })) },
+      { weight: 2, arbitrary: fc.constant<Fate>({ kind: 'never' }) },
+      { weight: 1, arbitrary: fc.constant<Fate>({ kind: 'throws' }) },
     )
     const raceCase = fc.record({
       targets: fc.array(fc.record({ group: fc.integer({ min: 0, max: 3 }), fate }), {
@@ -1035,9 +1094,14 @@ describe('properties (fast-check, 10,000 cases each)', function () {
       deadlineMs: fc.oneof(fc.integer({ min: 100, max: 8000 }), fc.integer({ min: 100, max: 60000 })),
     })
 
-    async function runRace(rc) {
-      const spec = rc.targets.map((t, i) => ({ ...t, i })).sort((a, b) => a.group - b.group || a.i - b.i)
-      const targets = spec.map((s, i) => ({
+    type RaceCase = ValueOf<typeof raceCase>
+    type Spec = Array<RaceCase['targets'][number] & { i: number }>
+
+    async function runRace(rc: RaceCase) {
+      const spec: Spec = rc.targets
+        .map((t, i) => ({ ...t, i }))
+        .sort((a, b) => a.group - b.group || a.i - b.i)
+      const targets = spec.map((s, i): RaceTarget => ({
         address: `192.0.2.${i + 1}`,
         family: 'ipv4',
         exchange: `mx${s.group}.test`,
@@ -1046,9 +1110,9 @@ describe('properties (fast-check, 10,000 cases each)', function () {
       }))
       const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout'], now: 0 })
       try {
-        const sockets = new Map()
-        const started = []
-        const connect = (target) => {
+        const sockets = new Map<number, FakeSocket>()
+        const started: Array<{ i: number; at: number }> = []
+        const connect = (target: RaceTarget): FakeSocket => {
           const i = targets.indexOf(target)
           started.push({ i, at: clock.now })
           const f = spec[i].fate
@@ -1072,8 +1136,8 @@ describe('properties (fast-check, 10,000 cases each)', function () {
           }
           return s
         }
-        let result
-        let failure
+        let result: RaceResult<FakeSocket> | undefined
+        let failure: unknown
         raceConnect(targets, {
           attemptDelayMs: rc.attemptDelayMs,
           groupDelayMs: rc.groupDelayMs,
@@ -1091,7 +1155,7 @@ describe('properties (fast-check, 10,000 cases each)', function () {
           assert.ok(steps < 1000, 'the race runs away')
           clock.next()
         }
-        if (failure) throw failure
+        if (!result) throw failure
         const timersLeft = clock.countTimers()
         return { targets, spec, sockets, started, result, timersLeft }
       } finally {
@@ -1120,7 +1184,7 @@ describe('properties (fast-check, 10,000 cases each)', function () {
           })
 
           const connected = attempts.map((a, i) => (a.outcome === 'connected' ? i : -1)).filter((i) => i >= 0)
-          const connectAt = (i) =>
+          const connectAt = (i: number): number =>
             spec[i].fate.kind === 'connect' ? attempts[i].startMs + spec[i].fate.t : Infinity
           if (winner) {
             assert.deepEqual(connected, [winner.index])
@@ -1147,7 +1211,7 @@ describe('properties (fast-check, 10,000 cases each)', function () {
             if (attempts.length < targets.length)
               assert.ok(elapsedMs >= rc.deadlineMs, `untried at ${elapsedMs}`)
             else if (elapsedMs < rc.deadlineMs) for (const a of attempts) assert.equal(a.outcome, 'failed')
-            attempts.forEach((a, j) =>
+            attempts.forEach((_, j) =>
               assert.ok(connectAt(j) >= elapsedMs, `attempt ${j} connects at ${connectAt(j)}`),
             )
           }
@@ -1171,11 +1235,15 @@ describe('properties (fast-check, 10,000 cases each)', function () {
      * fates: when each attempt must start. `ambiguous` marks cases where two events fall on
      * the same millisecond and the order the event loop runs them in decides the outcome.
      */
-    function scheduledStarts(rc, spec, targets) {
+    function scheduledStarts(
+      rc: RaceCase,
+      spec: Spec,
+      targets: RaceTarget[],
+    ): { starts: number[]; ambiguous: boolean } {
       const n = targets.length
-      const starts = []
-      const live = new Set()
-      const ends = [] // { at, i, kind }
+      const starts: number[] = []
+      const live = new Set<number>()
+      const ends: Array<{ at: number; i: number; kind: 'connect' | 'error' }> = []
       let now = 0
       let failedSinceStart = false
       let lastStart = 0
@@ -1241,7 +1309,7 @@ describe('properties (fast-check, 10,000 cases each)', function () {
 
     it('a connect that throws for the last address of a group, while the group still tries, keeps the group delay', async function () {
       // Group 10: one silent address, then one whose connect throws; group 20 connects at once.
-      const spec = [
+      const spec: RaceCase['targets'] = [
         { group: 0, fate: { kind: 'never' } },
         { group: 0, fate: { kind: 'throws' } },
         { group: 1, fate: { kind: 'connect', t: 1 } },
@@ -1256,7 +1324,7 @@ describe('properties (fast-check, 10,000 cases each)', function () {
         started.map((s) => s.at),
         [0, 250, 2000],
       )
-      assert.equal(result.winner.index, 2)
+      assert.equal(result.winner!.index, 2)
     })
   })
 })

@@ -1,26 +1,37 @@
-'use strict'
-
 // Candidate addresses are documentation addresses: ordering never looks at ranges.
 
-const assert = require('node:assert/strict')
-const fc = require('fast-check')
+import assert from 'node:assert/strict'
+import fc from 'fast-check'
 
-const { interleaveFamilies, orderCandidates, capKeepingFamilies, seededRandom } = require('../dist/lib/order')
+import type { Family } from '../lib/classify'
+import { type HealthView, HealthCache } from '../lib/health'
+import {
+  type Candidate,
+  interleaveFamilies,
+  orderCandidates,
+  type OrderOptions,
+  capKeepingFamilies,
+  seededRandom,
+} from '../lib/order'
 
 const seeded = seededRandom
-const { HealthCache } = require('../dist/lib/health')
 
-const family = (address) => (address.includes(':') ? 'ipv6' : 'ipv4')
-const cand = (address, exchange, preference) => ({ address, family: family(address), exchange, preference })
+const family = (address: string): Family => (address.includes(':') ? 'ipv6' : 'ipv4')
+const cand = (address: string, exchange: string, preference: number): Candidate => ({
+  address,
+  family: family(address),
+  exchange,
+  preference,
+})
 
-const v6 = (n) => `2001:db8::${n.toString(16)}`
-const v4 = (n) => `192.0.2.${n}`
+const v6 = (n: number): string => `2001:db8::${n.toString(16)}`
+const v4 = (n: number): string => `192.0.2.${n}`
 
 // Deterministic random sources for the shuffle of equal-preference hosts.
 const keepOrder = () => 0.999999 // Fisher-Yates with j = i: no swap
 const alwaysZero = () => 0 // Fisher-Yates with j = 0: a rotation
 
-const opts = (extra = {}) => ({
+const opts = (extra: Partial<OrderOptions> = {}): OrderOptions => ({
   prefer: 'ipv6',
   firstFamilyCount: 1,
   maxAddresses: 64,
@@ -28,11 +39,21 @@ const opts = (extra = {}) => ({
   ...extra,
 })
 
-const addresses = (list) => list.map((c) => c.address)
-const hostsInOrder = (list) => [...new Set(list.map((c) => c.exchange))]
+const addresses = (list: Candidate[]): string[] => list.map((c) => c.address)
+const hostsInOrder = (list: Candidate[]): string[] => [...new Set(list.map((c) => c.exchange))]
 
 // A HealthView from plain sets: failed and slow addresses, failed and slow `exchange family` pairs.
-function fakeHealth({ addresses: failedAddresses = [], families = [], slow = [], slowFamilies = [] } = {}) {
+function fakeHealth({
+  addresses: failedAddresses = [],
+  families = [],
+  slow = [],
+  slowFamilies = [],
+}: {
+  addresses?: string[]
+  families?: string[]
+  slow?: string[]
+  slowFamilies?: string[]
+} = {}): Required<HealthView> {
   return {
     addressFailed: (a) => failedAddresses.includes(a),
     familyFailed: (h, f) => families.includes(`${h} ${f}`),
@@ -222,7 +243,7 @@ describe('order', () => {
           cand(v4(i + 11), `mx-${h}.example`, 20),
         ]),
       ]
-      const group10 = (list) => list.filter((c) => c.preference === 10)
+      const group10 = (list: Candidate[]): Candidate[] => list.filter((c) => c.preference === 10)
 
       it('two different random sources give two different host orders in a group', () => {
         const one = orderCandidates(input, opts({ random: keepOrder }))
@@ -488,7 +509,9 @@ describe('order', () => {
         host: fc.constantFrom('mx1.example', 'mx2.example', 'mx3.example', 'mx4.example'),
         preference: fc.constantFrom(0, 5, 10, 20),
       })
-      const toCandidates = (items) => items.map((i) => cand(i.v ? v6(i.n) : v4(i.n), i.host, i.preference))
+      const toCandidates = (
+        items: Array<{ n: number; v: boolean; host: string; preference: number }>,
+      ): Candidate[] => items.map((i) => cand(i.v ? v6(i.n) : v4(i.n), i.host, i.preference))
 
       it('the order is grouped by preference, unique, capped, keeps both families, and every address comes from the input at its lowest preference', () => {
         fc.assert(

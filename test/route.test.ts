@@ -1,12 +1,11 @@
-'use strict'
+import assert from 'node:assert/strict'
 
-const assert = require('node:assert/strict')
-
-const { HealthCache } = require('../dist/lib/health')
-const { recordRace } = require('../dist/lib/route')
+import { HealthCache } from '../lib/health'
+import type { RaceTarget } from '../lib/race'
+import { recordRace } from '../lib/route'
 
 const MX = 'mx.example.com'
-const target = (address) => ({
+const target = (address: string): RaceTarget => ({
   address,
   family: address.includes(':') ? 'ipv6' : 'ipv4',
   exchange: MX,
@@ -36,8 +35,8 @@ describe('route: what a race teaches the health cache', () => {
     assert.equal(health.addressFailed(V6), false)
     assert.equal(health.familyFailed(MX, 'ipv6'), false)
     assert.equal(health.addressSlow(V6), true)
-    assert.equal(health.lookup(V6).error, undefined)
-    assert.equal(health.lookup(V4).ok, true)
+    assert.equal(health.lookup(V6)!.error, undefined)
+    assert.equal(health.lookup(V4)!.ok, true)
   })
 
   it('an attempt cancelled before the attempt delay ran out teaches nothing', () => {
@@ -70,8 +69,8 @@ describe('route: what a race teaches the health cache', () => {
       250,
     )
     assert.equal(health.addressFailed(V6), true)
-    assert.equal(health.lookup(V6).error, 'connect ECONNREFUSED')
+    assert.equal(health.lookup(V6)!.error, 'connect ECONNREFUSED')
     assert.equal(health.addressFailed(V4), true)
-    assert.equal(health.lookup(V4).error, 'no answer in 998 ms')
+    assert.equal(health.lookup(V4)!.error, 'no answer in 998 ms')
   })
 })

@@ -1,23 +1,26 @@
-'use strict'
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
 
-const assert = require('node:assert/strict')
-const { setTimeout: sleep } = require('node:timers/promises')
-
-const { HealthCache } = require('../dist/lib/health')
+import { type ConnectOutcome, HealthCache, type HealthOptions } from '../lib/health'
 
 const V6 = '2001:db8::25'
 const V4 = '192.0.2.25'
 const MX = 'mx1.example.com'
 
-const failure = (error = 'ECONNREFUSED') => ({ ok: false, error, latencyMs: 12, at: 1_700_000_000_000 })
-const success = () => ({ ok: true, latencyMs: 30, at: 1_700_000_000_500 })
+const failure = (error = 'ECONNREFUSED'): ConnectOutcome => ({
+  ok: false,
+  error,
+  latencyMs: 12,
+  at: 1_700_000_000_000,
+})
+const success = (): ConnectOutcome => ({ ok: true, latencyMs: 30, at: 1_700_000_000_500 })
 
 // A cache on a fake clock. lru-cache remembers "now" for 1 ms of real time (ttlResolution),
 // so after moving the fake clock the test lets that much real time pass before reading.
-function fakeClockCache(opts) {
+function fakeClockCache(opts: Omit<HealthOptions, 'perf'>) {
   const clock = { t: 10_000 }
   const cache = new HealthCache({ ...opts, perf: { now: () => clock.t } })
-  const advance = async (ms) => {
+  const advance = async (ms: number): Promise<void> => {
     clock.t += ms
     await sleep(5)
   }
@@ -75,7 +78,7 @@ describe('health', () => {
       assert.equal(cache.familyFailed(MX, 'ipv6'), false)
       assert.equal(cache.addressSlow(V6), true)
       assert.equal(cache.familySlow(MX, 'ipv6'), true)
-      assert.equal(cache.lookup(V6).error, undefined)
+      assert.equal(cache.lookup(V6)!.error, undefined)
     })
 
     it('a failure is not slow, and a connect after a slow race clears it', () => {
@@ -93,7 +96,7 @@ describe('health', () => {
       cache.record(V4, 'ipv4', MX, success())
       assert.equal(cache.addressFailed(V4), false)
       assert.equal(cache.familyFailed(MX, 'ipv4'), false)
-      assert.equal(cache.lookup(V4).ok, true)
+      assert.equal(cache.lookup(V4)!.ok, true)
     })
 
     it('a success after a failure clears both the address and the family demotion', () => {
@@ -102,7 +105,7 @@ describe('health', () => {
       cache.record(V6, 'ipv6', MX, success())
       assert.equal(cache.addressFailed(V6), false)
       assert.equal(cache.familyFailed(MX, 'ipv6'), false)
-      assert.equal(cache.lookup(V6).ok, true)
+      assert.equal(cache.lookup(V6)!.ok, true)
     })
 
     it('a failure after a success marks the address failed again (the newest outcome wins)', () => {
@@ -111,7 +114,7 @@ describe('health', () => {
       cache.record(V6, 'ipv6', MX, failure('EHOSTUNREACH'))
       assert.equal(cache.addressFailed(V6), true)
       assert.equal(cache.familyFailed(MX, 'ipv6'), true)
-      assert.equal(cache.lookup(V6).error, 'EHOSTUNREACH')
+      assert.equal(cache.lookup(V6)!.error, 'EHOSTUNREACH')
     })
 
     it("a success of another address of the same host and family clears the family's demotion", () => {
@@ -198,7 +201,7 @@ describe('health', () => {
   })
 
   describe('size bound', () => {
-    const nth = (i) => `2001:db8::${(i + 1).toString(16)}`
+    const nth = (i: number): string => `2001:db8::${(i + 1).toString(16)}`
 
     it('maxEntries 10: 100 distinct addresses leave at most 10 entries', () => {
       const { cache } = fakeClockCache({ ttlMs: 600_000, maxEntries: 10 })
