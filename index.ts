@@ -312,7 +312,11 @@ function recipientsOf(list: unknown): string[] | undefined {
 function policyRetry(hmail: HMail, params: { err?: string; fail_recips?: unknown }): string | undefined {
   const record = hmail.notes?.[RECORD_NOTE] as DeliveryRecord | undefined
   if (!record?.connects?.refusals.length) return undefined
-  const answered = refusalsAnswered(record.connects, recipientsOf(params.fail_recips))
+  // Haraka 3.0.x passes no fail_recips: a split-off deferral of recipients holds just them.
+  const failed =
+    params.fail_recips ??
+    (/^Some recipients temp failed/.test(String(params.err)) ? hmail.todo.rcpt_to : undefined)
+  const answered = refusalsAnswered(record.connects, recipientsOf(failed))
   if (!answered.length) return undefined
   for (const r of answered) r.answered = true
   const reason = `${answered.map(describeRefusal).join('; ')}; retrying over IPv4 at once`
@@ -346,8 +350,14 @@ export function explain_deferral(
 export function explain_delivery(this: Plugin, next: Next, hmail: HMail, params: unknown): void {
   try {
     const [host, ip] = Array.isArray(params) ? params : []
+    // Haraka 3.0.x names the host by the address it delivered to: the plan knows its MX host.
+    const record = hmail.notes?.[RECORD_NOTE] as DeliveryRecord | undefined
+    const exchange =
+      typeof host === 'string' && net.isIP(host)
+        ? record?.connects?.targets.find((t) => t.address === host)?.exchange
+        : host
     const switched = switchedHosts(hmail.todo?.notes).filter(
-      (s) => typeof host === 'string' && s.exchange.toLowerCase() === host.toLowerCase(),
+      (s) => typeof exchange === 'string' && s.exchange.toLowerCase() === exchange.toLowerCase(),
     )
     if (switched.length && typeof ip === 'string' && net.isIPv4(ip)) {
       logTo(hmail, 'info', `${switched.map((s) => s.refusal).join('; ')}; delivered over IPv4 (${ip})`)
