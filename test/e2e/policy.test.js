@@ -50,7 +50,8 @@ async function startPolicySink(host) {
       cb(refusal('mail'))
     },
     onRcptTo(address, session, cb) {
-      cb(refusal('rcpt'))
+      const only = sink.refuse?.recipient
+      cb(only && only !== address.address ? null : refusal('rcpt'))
     },
     onData(stream, session, cb) {
       const chunks = []
@@ -72,6 +73,16 @@ async function startPolicySink(host) {
     server.server.once('error', reject)
     server.server.listen({ host, port: 25 }, resolve)
   })
+  sink.waitFor = (check, timeoutMs = 20000) =>
+    new Promise((resolve, reject) => {
+      const started = Date.now()
+      const poll = () => {
+        if (check()) return resolve()
+        if (Date.now() - started > timeoutMs) return reject(new Error(`sink ${host}: condition not met`))
+        setTimeout(poll, 20)
+      }
+      poll()
+    })
   sink.reset = () => {
     sink.refuse = null
     sink.connections = 0
@@ -178,6 +189,36 @@ describe('IPv6 sender-policy refusals and family policy, end to end', function (
           /Temp failing \S+ for 0 seconds: IPv6 refused by policy .*retrying over IPv4 at once/,
         )
         assert.doesNotMatch(log, /bouncing mail/)
+      })
+
+      it('two recipients, one refused at RCPT by policy: it alone is retried over IPv4, nobody twice', async function () {
+        const d = destination()
+        const [refused, accepted] = [`refused@${d.domain}`, `accepted@${d.domain}`]
+        v6.refuse = { stage: 'rcpt', code: 550, text: GMAIL_PTR, recipient: refused }
+        const from = h.logLength()
+        const info = await sendMail({ port: h.port, to: [refused, accepted] })
+        const uuid = queuedUuid(info)
+        await v4.waitFor(() => v4.messages.length >= 1)
+        await h.waitForLog(/delivered over IPv4/, 10000, { from })
+        report.push({
+          who: label,
+          scenario: 'two recipients, one refused at RCPT',
+          outcome: 'both delivered',
+          ms: 0,
+        })
+        assert.deepEqual(
+          v6.messages.map((m) => m.to),
+          [[accepted]],
+        )
+        assert.deepEqual(
+          v4.messages.map((m) => m.to),
+          [[refused]],
+        )
+        const delivered = h
+          .log()
+          .slice(from)
+          .match(new RegExp(`\\[${uuid.split('.')[0]}[^\\]]*\\] \\[outbound\\]\\s+delivered`, 'g'))
+        assert.equal(delivered.length, 2)
       })
 
       it('the next message to that MX host goes to IPv4 first, with no IPv6 session', async function () {
