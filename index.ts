@@ -1,5 +1,7 @@
 // haraka-plugin-happy-eyeballs: the Haraka face. Logic lives in lib/.
 
+import net from 'node:net'
+
 import constants from 'haraka-constants'
 import DSN from 'haraka-dsn'
 
@@ -11,6 +13,20 @@ import { makeDnsClient, type DnsClient } from './lib/resolve'
 import { explainExhausted, messageBind, MessageConnects } from './lib/connects'
 import { type DeliveryRecord, describeDelivery, RECORD_NOTE } from './lib/delivery'
 import { entriesOf, routeDomain } from './lib/route'
+import type { PoolSocket } from './lib/client-pool'
+import { PolicyMemory } from './lib/policy-memory'
+import { mayFallBack, policyDecider, refusalDetail, refusalsAnswered } from './lib/policy-fallback'
+import type { RaceTarget } from './lib/race'
+import { filterReplies } from './lib/reply-filter'
+import {
+  compilePatterns,
+  DEFAULT_POLICY_PATTERNS,
+  describeRefusal,
+  type NamedPattern,
+  noteSwitch,
+  type PolicyRefusal,
+  switchedHosts,
+} from './lib/sender-policy'
 
 type Next = Haraka.Next
 type HMail = Haraka.HMail
@@ -18,6 +34,10 @@ type HMail = Haraka.HMail
 interface State {
   settings: Settings
   health: HealthCache
+  /** MX hosts that refused this sender over IPv6 by policy, for [policy] ttl_s. */
+  policyMemory: PolicyMemory
+  /** The built-in sender-policy patterns and [policy] patterns[]. */
+  policyPatterns: readonly NamedPattern[]
   dns: DnsClient
   outbound: HarakaOutbound
 }
@@ -36,7 +56,11 @@ export function register(this: Plugin): void {
   // other plugin's hook and Haraka's own "Temp failing" line then read the explained reason.
   this.register_hook('deferred', 'explain_deferral', -100)
   this.register_hook('bounce', 'explain_bounce', -100)
+  this.register_hook('delivered', 'explain_delivery')
 }
+
+/** The message each record belongs to, so a refusal seen on a socket reaches its queue notes. */
+const messageOf = new WeakMap<MessageConnects, HMail>()
 
 export function load_happy_eyeballs_ini(this: Plugin): void {
   let raw: RawIni = {}
@@ -66,6 +90,16 @@ function buildState(plugin: Plugin, settings: Settings): State {
     ? previous.health
     : new HealthCache({ ttlMs: settings.cache.ttlS * 1000, maxEntries: settings.cache.maxEntries })
 
+  const samePolicy =
+    previous &&
+    previous.settings.policy.ttlS === settings.policy.ttlS &&
+    previous.settings.cache.maxEntries === settings.cache.maxEntries
+  const policyMemory = samePolicy
+    ? previous.policyMemory
+    : new PolicyMemory({ ttlMs: settings.policy.ttlS * 1000, maxEntries: settings.cache.maxEntries })
+  const compiled = compilePatterns(settings.policy.patterns)
+  for (const p of compiled.problems) plugin.logwarn(`${LOG_PREFIX}happy_eyeballs.ini: ${p}`)
+
   let outbound = previous?.outbound
   if (!outbound) {
     outbound = bindHarakaOutbound((name) => plugin.haraka_require(name), {
@@ -76,6 +110,7 @@ function buildState(plugin: Plugin, settings: Settings): State {
         else if (level === 'warn') plugin.logwarn(LOG_PREFIX + msg)
         else plugin.logerror(LOG_PREFIX + msg)
       },
+      watchReplies: (socket, target, record) => watchPolicyReplies(plugin, socket, target, record),
     })
     if (outbound.raceUnavailable)
       plugin.logwarn(`${LOG_PREFIX}not racing connections: ${outbound.raceUnavailable}`)
@@ -90,6 +125,8 @@ function buildState(plugin: Plugin, settings: Settings): State {
   return {
     settings,
     health,
+    policyMemory,
+    policyPatterns: [...DEFAULT_POLICY_PATTERNS, ...compiled.patterns],
     dns: makeDnsClient(settings.dns.servers, settings.dns.timeoutMs),
     outbound,
   }
@@ -161,6 +198,9 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
     const timeoutMs = (Number(this.timeout) || 30) * 1000
     const bridge = state.outbound.bridge
     const connects = new MessageConnects(domain)
+    const switched = switchedHosts(hmail.todo?.notes)
+    connects.switchedBefore = switched.map((s) => s.exchange)
+    messageOf.set(connects, hmail)
     // Race from the local address Haraka will bind for this message, so it claims the winner.
     const outboundIp = hmail.todo?.notes?.outbound_ip
     const settings = outboundIp
@@ -170,6 +210,8 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
       settings,
       dns: state.dns,
       health: state.health,
+      senderPolicy: state.policyMemory,
+      switched,
       connects,
       ...(bridge?.racing ? { racer: bridge.racerFor(connects) } : {}),
       // The race gets what is left of 80% of the hook timeout once DNS has answered.
@@ -219,12 +261,109 @@ function applyPendingDsn(hmail: HMail, err: string, finalBounce: boolean): strin
   return reason
 }
 
-export function explain_deferral(this: Plugin, next: Next, hmail: HMail, params: { err?: string }): void {
+/**
+ * Installs the sender-policy reply filter on an IPv6 session of a planned message whose MX
+ * host has IPv4 addresses in the plan; every other session is left unfiltered.
+ */
+function watchPolicyReplies(
+  plugin: Plugin,
+  socket: PoolSocket,
+  target: RaceTarget,
+  record: MessageConnects,
+): void {
+  const state = plugin.happy_eyeballs
+  if (!state?.settings.policy.enabled || !mayFallBack(target, record)) return
+  const onRefusal = (refusal: PolicyRefusal): void => {
+    const text = describeRefusal(refusal)
+    state.policyMemory.remember(refusal.exchange, text, refusal.at)
+    const hmail = messageOf.get(record)
+    if (!hmail) return
+    // Persisted with the queue file Haraka writes for split recipients; in memory otherwise.
+    const notes = hmail.todo?.notes as Record<string, unknown> | undefined
+    if (notes && typeof notes === 'object')
+      noteSwitch(notes, { exchange: refusal.exchange, refusal: text, at: refusal.at })
+    logTo(
+      hmail,
+      'info',
+      `${text}${refusal.rewritten ? ' (given to Haraka as a 4xx)' : ''}; retrying over IPv4`,
+    )
+  }
+  filterReplies(socket, policyDecider(target, record, state.policyPatterns, onRefusal), (err) =>
+    plugin.logerror(`${LOG_PREFIX}reply filter failed, reply passed unchanged: ${describeError(err)}`),
+  )
+}
+
+/** Haraka's failed recipients as mailbox text. */
+function recipientsOf(list: unknown): string[] | undefined {
+  if (!Array.isArray(list)) return undefined
+  return list.map((r) => {
+    const a = r as { address?: unknown } | null
+    return typeof a?.address === 'function'
+      ? String((a.address as () => unknown).call(a))
+      : String(a?.address ?? r)
+  })
+}
+
+/**
+ * A deferral caused by IPv6 sender-policy refusals of this attempt: retried at once (the next
+ * attempt plans the refusing hosts without IPv6), with the refusal as the reason. Undefined
+ * when the deferral is not theirs.
+ */
+function policyRetry(hmail: HMail, params: { err?: string; fail_recips?: unknown }): string | undefined {
+  const record = hmail.notes?.[RECORD_NOTE] as DeliveryRecord | undefined
+  if (!record?.connects?.refusals.length) return undefined
+  // Haraka 3.0.x passes no fail_recips: a split-off deferral of recipients holds just them.
+  const failed =
+    params.fail_recips ??
+    (/^Some recipients temp failed/.test(String(params.err)) ? hmail.todo.rcpt_to : undefined)
+  const answered = refusalsAnswered(record.connects, recipientsOf(failed))
+  if (!answered.length) return undefined
+  for (const r of answered) r.answered = true
+  const reason = `${answered.map(describeRefusal).join('; ')}; retrying over IPv4 at once`
+  const detail = refusalDetail(answered[0].reply)
+  for (const rcpt of hmail.todo.rcpt_to) hmail.extend_rcpt_with_dsn(rcpt, DSN.create(450, reason, 7, detail))
+  return reason
+}
+
+export function explain_deferral(
+  this: Plugin,
+  next: Next,
+  hmail: HMail,
+  params: { err?: string; fail_recips?: unknown },
+): void {
   try {
+    const retry = this.happy_eyeballs?.settings.policy.enabled ? policyRetry(hmail, params) : undefined
+    if (retry) {
+      if (params) params.err = retry
+      logTo(hmail, 'info', retry)
+      return next(constants.denysoft, '0')
+    }
     const reason = applyPendingDsn(hmail, String(params?.err ?? ''), false)
     if (reason && params) params.err = reason
   } catch (err) {
     this.logerror(`${LOG_PREFIX}could not set the deferral reason: ${describeError(err)}`)
+  }
+  next()
+}
+
+/** After a fallback: the delivery's log line says IPv6 was refused and IPv4 delivered. */
+export function explain_delivery(this: Plugin, next: Next, hmail: HMail, params: unknown): void {
+  try {
+    const [host, ip] = Array.isArray(params) ? params : []
+    // Haraka 3.0.x names the host by the address it delivered to: the plan knows its MX host.
+    const record = hmail.notes?.[RECORD_NOTE] as DeliveryRecord | undefined
+    const exchange =
+      typeof host === 'string' && net.isIP(host)
+        ? record?.connects?.targets.find((t) => t.address === host)?.exchange
+        : host
+    const switched = switchedHosts(hmail.todo?.notes).filter(
+      (s) => typeof exchange === 'string' && s.exchange.toLowerCase() === exchange.toLowerCase(),
+    )
+    if (switched.length && typeof ip === 'string' && net.isIPv4(ip)) {
+      logTo(hmail, 'info', `${switched.map((s) => s.refusal).join('; ')}; delivered over IPv4 (${ip})`)
+    }
+  } catch (err) {
+    this.logerror(`${LOG_PREFIX}could not explain the delivery: ${describeError(err)}`)
   }
   next()
 }

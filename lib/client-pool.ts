@@ -51,6 +51,11 @@ export interface BridgeDeps {
    * gets no entry, only port and host), from the 3.0.x delivery adapter.
    */
   currentEntry?: () => unknown
+  /**
+   * Installs a reply filter on a socket Haraka is given for a planned target of a known
+   * message, before Haraka reads its first line (lib/reply-filter.ts).
+   */
+  watchReplies?: (socket: PoolSocket, target: RaceTarget, record: MessageConnects) => void
 }
 
 /**
@@ -118,7 +123,7 @@ export class ClientPoolBridge {
   }
 
   /** Points logging, outcomes and the 3.0.x entry source at a newer plugin instance. */
-  rebind(deps: Pick<BridgeDeps, 'onOutcome' | 'log' | 'planned' | 'currentEntry'>): void {
+  rebind(deps: Pick<BridgeDeps, 'onOutcome' | 'log' | 'planned' | 'currentEntry' | 'watchReplies'>): void {
     this.deps = { ...this.deps, ...deps }
   }
 
@@ -284,7 +289,17 @@ export class ClientPoolBridge {
       } catch (e) {
         this.deps.log('error', `health record failed: ${describeError(e)}`)
       }
+      if (!err && record) this.filterReplies(socket as PoolSocket, target, record)
       callback(err, socket)
+    }
+  }
+
+  /** Gives a socket of a planned message to the reply filter; a failure leaves it unfiltered. */
+  private filterReplies(socket: PoolSocket, target: RaceTarget, record: MessageConnects): void {
+    try {
+      this.deps.watchReplies?.(socket, target, record)
+    } catch (e) {
+      this.deps.log('error', `reply filter not installed: ${describeError(e)}`)
     }
   }
 
@@ -299,6 +314,7 @@ export class ClientPoolBridge {
       ms: 0,
       at: Date.now(),
     })
+    if (record) this.filterReplies(socket, target, record)
     return socket
   }
 

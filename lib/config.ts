@@ -5,7 +5,17 @@
 import net from 'node:net'
 
 import { type Cidr, type Family, type FilterPolicy, parseCidr, type RangeName, rangeNamed } from './classify'
+import { parseHostPattern } from './host-patterns'
 import { OPTIONS, type Option, setField } from './options'
+
+function isRegExp(source: string): boolean {
+  try {
+    new RegExp(source, 'i')
+    return true
+  } catch {
+    return false
+  }
+}
 
 export interface Settings {
   enabled: boolean
@@ -18,6 +28,8 @@ export interface Settings {
   bind: { ipv4?: string; ipv6?: string }
   race: { enabled: boolean; attemptDelayMs: number; groupDelayMs: number; deadlineMs: number }
   cache: { ttlS: number; maxEntries: number }
+  family: { ipv4Only: string[]; ipv6Only: string[]; preferIpv4: string[]; preferIpv6: string[] }
+  policy: { enabled: boolean; patterns: string[]; ttlS: number }
 }
 
 export interface ParsedSettings {
@@ -41,6 +53,7 @@ function applyDefault(settings: Settings, o: Option): void {
       return setField(settings, o.field, o.default)
     case 'dns-servers':
     case 'cidr-list':
+    case 'pattern-list':
       return setField(settings, o.field, [])
     case 'block-list':
       setField(settings, o.field, [])
@@ -101,6 +114,7 @@ function shownDefault(o: Option): string {
       return show('no bind')
     case 'cidr-list':
     case 'block-list':
+    case 'pattern-list':
       return show([])
   }
 }
@@ -205,6 +219,22 @@ function readOption(o: Option, v: RawValue, settings: Settings, problems: string
       }
       setField(settings, o.field, cidrs)
       setField(settings, o.rangesField, ranges)
+      break
+    }
+    case 'pattern-list': {
+      const patterns: string[] = []
+      // A regular expression may hold commas and spaces: one per `key[]=` line.
+      const items =
+        o.syntax === 'regex' ? (Array.isArray(v) ? v : [v]).map((i) => String(i ?? '').trim()) : listOf(v)
+      for (const item of items.filter(Boolean)) {
+        if (o.syntax === 'host') {
+          const pattern = parseHostPattern(item)
+          if (pattern) patterns.push(pattern)
+          else badEntry(item, 'neither a domain nor *.domain')
+        } else if (isRegExp(item)) patterns.push(item)
+        else badEntry(item, 'not a regular expression')
+      }
+      setField(settings, o.field, patterns)
       break
     }
     case 'address': {

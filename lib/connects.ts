@@ -5,6 +5,7 @@
 
 import type { RaceTarget } from './race'
 import { STATUS, type Status } from './delivery'
+import type { PolicyRefusal } from './sender-policy'
 
 export type AttemptSource = 'race' | 'haraka'
 
@@ -37,6 +38,10 @@ export class MessageConnects {
    * installed): only then does "no attempt" mean Haraka did not connect.
    */
   observed = false
+  /** IPv6 sender-policy refusals seen on this message's sessions, as they come. */
+  readonly refusals: PolicyRefusal[] = []
+  /** MX hosts this message was switched to IPv4 for before this attempt: never a second switch. */
+  switchedBefore: readonly string[] = []
 
   constructor(domain: string) {
     this.domain = domain

@@ -3,7 +3,13 @@
 // makes sockets, and on 3.0.x its delivery steps, adapted so TLS follows the MX host name.
 // Anything of an unknown shape leaves racing off, planning on.
 
-import { ClientPoolBridge, type ClientPoolModule, detectPoolShape, type PoolSocket } from './client-pool'
+import {
+  type BridgeDeps,
+  ClientPoolBridge,
+  type ClientPoolModule,
+  detectPoolShape,
+  type PoolSocket,
+} from './client-pool'
 import type { MessageConnects } from './connects'
 import { adaptTlsNaming, tlsNeedsNames, type TlsNaming } from './haraka30'
 import type { ConnectOutcome } from './health'
@@ -66,6 +72,8 @@ export interface BindOptions {
   log(level: 'info' | 'warn' | 'error', msg: string): void
   /** The registry of planned entries; one per process by default. */
   planned?: PlannedEntries
+  /** The reply filter for sockets of planned messages (see BridgeDeps.watchReplies). */
+  watchReplies?: BridgeDeps['watchReplies']
 }
 
 export function bindHarakaOutbound(req: HarakaRequire, opts: BindOptions): HarakaOutbound {
@@ -107,7 +115,13 @@ export function bindHarakaOutbound(req: HarakaRequire, opts: BindOptions): Harak
   if (!pool || shape === 'unknown') raceUnavailable = 'outbound client pool of an unknown shape'
   else if (!createSocket) raceUnavailable = 'Haraka socket module not found'
   else {
-    const deps = { onOutcome: opts.onOutcome, log: opts.log, planned, currentEntry }
+    const deps = {
+      onOutcome: opts.onOutcome,
+      log: opts.log,
+      planned,
+      currentEntry,
+      watchReplies: opts.watchReplies,
+    }
     bridge = ClientPoolBridge.installedOn(pool)
     if (bridge) bridge.rebind(deps)
     else {

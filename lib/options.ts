@@ -95,6 +95,17 @@ export interface BlockListOption extends Row {
   rangesField: PathTo<ReadonlySet<RangeName>>
 }
 
+/**
+ * Patterns, one per `key[]=` line or comma separated; none by default. `host`: a domain or
+ * `*.domain` (stored lower case, A-label); `regex`: a regular expression. A bad entry is
+ * dropped alone.
+ */
+export interface PatternListOption extends Row {
+  type: 'pattern-list'
+  syntax: 'host' | 'regex'
+  field: PathTo<string[]>
+}
+
 /** One IP address of `family`; none by default. */
 export interface AddressOption extends Row {
   type: 'address'
@@ -110,6 +121,7 @@ export type Option =
   | CidrListOption
   | BlockListOption
   | AddressOption
+  | PatternListOption
 
 // ---------------------------------------------------------------------------------------
 
@@ -275,6 +287,64 @@ export const OPTIONS = [
     min: 10,
     max: 1000000,
     why: 'bound on remembered outcomes; least recently used go first',
+  },
+  {
+    section: 'family',
+    key: 'ipv4_only',
+    type: 'pattern-list',
+    syntax: 'host',
+    field: 'family.ipv4Only',
+    why: 'destinations (recipient domain or MX host pattern) reached over IPv4 only',
+  },
+  {
+    section: 'family',
+    key: 'ipv6_only',
+    type: 'pattern-list',
+    syntax: 'host',
+    field: 'family.ipv6Only',
+    why: 'destinations (recipient domain or MX host pattern) reached over IPv6 only',
+  },
+  {
+    section: 'family',
+    key: 'prefer_ipv4',
+    type: 'pattern-list',
+    syntax: 'host',
+    field: 'family.preferIpv4',
+    why: 'destinations whose MX preference groups start with IPv4, whatever [main] prefer says',
+  },
+  {
+    section: 'family',
+    key: 'prefer_ipv6',
+    type: 'pattern-list',
+    syntax: 'host',
+    field: 'family.preferIpv6',
+    why: 'destinations whose MX preference groups start with IPv6, whatever [main] prefer says',
+  },
+  {
+    section: 'policy',
+    key: 'enabled',
+    type: 'boolean',
+    field: 'policy.enabled',
+    default: true,
+    why: 'an IPv6 sender-policy refusal is retried over IPv4 at once; false leaves every reply to Haraka',
+  },
+  {
+    section: 'policy',
+    key: 'patterns',
+    type: 'pattern-list',
+    syntax: 'regex',
+    field: 'policy.patterns',
+    why: 'more replies to take as IPv6 sender-policy refusals, besides the built-in ones',
+  },
+  {
+    section: 'policy',
+    key: 'ttl_s',
+    type: 'integer',
+    field: 'policy.ttlS',
+    default: 86400,
+    min: 0,
+    max: 2592000,
+    why: 'how long an MX host that refused IPv6 by policy is reached over IPv4 only; 0 remembers nothing',
   },
 ] as const satisfies readonly Option[]
 

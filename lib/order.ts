@@ -19,6 +19,8 @@ export interface OrderOptions {
   /** Source of randomness for the shuffle of equal-preference hosts; [0, 1). */
   random?: () => number
   health?: HealthView
+  /** A family rule's leading family for some MX hosts ([family] prefer_ipv4/prefer_ipv6). */
+  hostPrefer?: ReadonlyMap<string, Family>
 }
 
 const other = (f: Family): Family => (f === 'ipv6' ? 'ipv4' : 'ipv6')
@@ -82,7 +84,16 @@ function leadingFamily(group: Candidate[], opts: OrderOptions): Family {
   return demotedEverywhere(prefer) && altPresent && !demotedEverywhere(alt) ? alt : prefer
 }
 
-function orderGroup(group: Candidate[], opts: OrderOptions, random: () => number): Candidate[] {
+/** The group's preferred family: what the family rules of its hosts agree on, else `prefer`. */
+function groupPrefer(group: Candidate[], opts: OrderOptions): Family {
+  const wanted = new Set(
+    group.map((c) => opts.hostPrefer?.get(c.exchange)).filter((f): f is Family => f !== undefined),
+  )
+  return wanted.size === 1 ? [...wanted][0] : opts.prefer
+}
+
+function orderGroup(group: Candidate[], groupOpts: OrderOptions, random: () => number): Candidate[] {
+  const opts = { ...groupOpts, prefer: groupPrefer(group, groupOpts) }
   const hostOrder = shuffle([...new Set(group.map((c) => c.exchange))], random)
   const byHost = (c: Candidate): number => hostOrder.indexOf(c.exchange)
   const sorted = group.slice().sort((a, b) => byHost(a) - byHost(b))

@@ -3,8 +3,11 @@
 
 import { classifyAddress, type Family, type FilterPolicy } from './classify'
 import type { HealthView } from './health'
+import { describeRule, familyPolicyFor, type FamilyRules } from './host-patterns'
 import { type Candidate, orderCandidates } from './order'
+import type { PolicyView } from './policy-memory'
 import type { MxHost } from './resolve'
+import type { SwitchedHost } from './sender-policy'
 
 export interface FilteredEntry {
   exchange: string
@@ -28,6 +31,26 @@ export interface PlanOptions {
   maxAddresses: number
   random?: () => number
   health?: HealthView
+  /** Per-destination family rules ([family]). */
+  family?: FamilyRules
+  /** MX hosts that refused IPv6 by sender policy lately. */
+  senderPolicy?: PolicyView
+  /** MX hosts this message was switched to IPv4 for (hmail.todo.notes). */
+  switched?: readonly SwitchedHost[]
+}
+
+const isoSeconds = (ms: number): string => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z')
+
+/**
+ * Why the IPv6 addresses of a host that refused this sender over IPv6 are left out: the
+ * message's own switch first, else the remembered refusal.
+ */
+function ipv6RefusedReason(exchange: string, opts: PlanOptions): string | undefined {
+  const name = exchange.toLowerCase()
+  if (opts.switched?.some((s) => s.exchange.toLowerCase() === name))
+    return 'IPv6 refused by policy for this message'
+  const remembered = opts.senderPolicy?.ipv6Refused(exchange)
+  return remembered ? `IPv6 refused by policy (until ${isoSeconds(remembered.until)})` : undefined
 }
 
 export function planAddresses(domain: string, hosts: MxHost[], opts: PlanOptions): Plan {
@@ -35,24 +58,43 @@ export function planAddresses(domain: string, hosts: MxHost[], opts: PlanOptions
   const filtered: FilteredEntry[] = []
   const dnsErrors: string[] = []
 
+  const hostPrefer = new Map<string, Family>()
+
   for (const host of hosts) {
     for (const e of host.errors) dnsErrors.push(`${host.exchange} ${e}`)
+    const rules = familyPolicyFor(domain, host.exchange, opts.family)
+    if (rules.prefer) hostPrefer.set(host.exchange, rules.prefer)
+    const usable: Candidate[] = []
     for (const raw of host.addresses) {
       const c = classifyAddress(raw, opts.policy)
-      if (c.routable) {
-        candidates.push({
-          address: c.address,
-          family: c.family,
-          exchange: host.exchange,
-          preference: host.preference,
-        })
-      } else {
+      if (!c.routable) {
         filtered.push({ exchange: host.exchange, address: c.input, reason: c.reason })
+        continue
       }
+      const excludedBy = rules.excluded.get(c.family)
+      if (excludedBy) {
+        filtered.push({ exchange: host.exchange, address: c.address, reason: describeRule(excludedBy) })
+        continue
+      }
+      usable.push({
+        address: c.address,
+        family: c.family,
+        exchange: host.exchange,
+        preference: host.preference,
+      })
+    }
+    // A host that refused this sender over IPv6 keeps its IPv6 only when it has no usable IPv4.
+    const refused = usable.some((c) => c.family === 'ipv4')
+      ? ipv6RefusedReason(host.exchange, opts)
+      : undefined
+    for (const c of usable) {
+      if (refused && c.family === 'ipv6')
+        filtered.push({ exchange: c.exchange, address: c.address, reason: refused })
+      else candidates.push(c)
     }
   }
 
-  const kept = orderCandidates(candidates, opts)
+  const kept = orderCandidates(candidates, { ...opts, hostPrefer })
   return { domain, kept, filtered, dnsErrors }
 }
 

@@ -13,6 +13,8 @@ import {
 } from './delivery'
 import type { HealthCache } from './health'
 import { type Plan, planAddresses } from './plan'
+import type { PolicyView } from './policy-memory'
+import type { SwitchedHost } from './sender-policy'
 import { raceConnect, type RaceResult, type RaceSocket, type RaceTarget } from './race'
 import { type DnsClient, resolveDestination } from './resolve'
 
@@ -43,6 +45,10 @@ export interface RouteDeps<S extends RaceSocket> {
   random?: () => number
   /** The message's connect log, carried by its record. */
   connects?: MessageConnects
+  /** MX hosts that refused this sender over IPv6 by policy lately. */
+  senderPolicy?: PolicyView
+  /** MX hosts this message was switched to IPv4 for. */
+  switched?: readonly SwitchedHost[]
 }
 
 /** The plan's candidates as connect targets: the configured port and a bind per family. */
@@ -117,6 +123,9 @@ export async function routeDomain<S extends RaceSocket>(
     firstFamilyCount: settings.firstFamilyCount,
     maxAddresses: settings.maxAddresses,
     health,
+    family: settings.family,
+    ...(settings.policy.enabled && deps.senderPolicy ? { senderPolicy: deps.senderPolicy } : {}),
+    ...(deps.switched ? { switched: deps.switched } : {}),
     ...(deps.random ? { random: deps.random } : {}),
   })
 

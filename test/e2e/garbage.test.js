@@ -395,6 +395,13 @@ function badValuesOf(o) {
       return ['::/129', 'not-a-range', 'Link-Local'].map(entry)
     case 'address':
       return [o.family === 'ipv4' ? '::1' : '127.0.0.1', 'localhost', '127.0.0.1/8'].map(value)
+    case 'pattern-list':
+      return (o.syntax === 'host' ? ['*', 'exa_mple.com', '*.', '192.0.2.1'] : ['(', '[a-']).map((v) => ({
+        line: `${o.key}[]=${v}`,
+        problem: new RegExp(
+          `happy_eyeballs\\.ini: \\[${o.section}\\] ${o.key} entry ${re(JSON.stringify(v))} is .*; ignored$`,
+        ),
+      }))
   }
   throw new Error(`no bad values for the option type ${o.type}`)
 }
