@@ -88,7 +88,7 @@ function shownDefault(o: Option): string {
 function everyKey(value: unknown, { lists = true } = {}): Record<string, Record<string, unknown>> {
   const raw: Record<string, Record<string, unknown>> = {}
   for (const o of OPTIONS) {
-    if (!lists && (o.type === 'cidr-list' || o.type === 'block-list')) continue
+    if (!lists && (o.type === 'cidr-list' || o.type === 'block-list' || o.type === 'pattern-list')) continue
     raw[o.section] = { ...raw[o.section], [o.key]: value }
   }
   return raw
@@ -116,7 +116,8 @@ describe('config', () => {
         const where = `[${o.section}] ${o.key} at ${o.field}`
         const value = getField(settings, o.field)
         if (o.type === 'address') assert.equal(value, undefined, where)
-        else if (o.type === 'dns-servers' || o.type === 'cidr-list') assert.deepEqual(value, [], where)
+        else if (o.type === 'dns-servers' || o.type === 'cidr-list' || o.type === 'pattern-list')
+          assert.deepEqual(value, [], where)
         else if (o.type === 'block-list') {
           assert.deepEqual(value, [], where)
           assert.deepEqual(getField(settings, o.rangesField), new Set(), where)
@@ -151,7 +152,16 @@ describe('config', () => {
 
     it('the shipped config/happy_eyeballs.ini parses to exactly the defaults with no problems', () => {
       const raw = readIni(fs.readFileSync(SHIPPED_INI, 'utf8'))
-      assert.deepEqual(Object.keys(raw).sort(), ['bind', 'cache', 'dns', 'filter', 'main', 'race'])
+      assert.deepEqual(Object.keys(raw).sort(), [
+        'bind',
+        'cache',
+        'dns',
+        'family',
+        'filter',
+        'main',
+        'policy',
+        'race',
+      ])
       assert.deepEqual(parse(raw), { settings: DEFAULTS, problems: [] })
     })
 
@@ -464,7 +474,7 @@ describe('config', () => {
         o.max,
       ],
     )
-    it('the whole-number options are the nine of the table', () => assert.equal(ranges.length, 9))
+    it('the whole-number options are the ten of the table', () => assert.equal(ranges.length, 10))
     for (const [section, key, get, min, max] of ranges) {
       it(`[${section}] ${key} takes both ends of its range, ${min} and ${max}, and rejects one past each`, () => {
         for (const v of [min, max]) {
@@ -624,6 +634,8 @@ describe('config', () => {
         bind: { ipv4: '192.0.2.25', ipv6: '2001:db8::25' },
         race: { enabled: false, attemptDelayMs: 100, groupDelayMs: 0, deadlineMs: 9000 },
         cache: { ttlS: 0, maxEntries: 10 },
+        family: DEFAULTS.family,
+        policy: DEFAULTS.policy,
       })
     })
   })

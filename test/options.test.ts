@@ -33,9 +33,11 @@ const TYPES: readonly string[] = [
   'cidr-list',
   'block-list',
   'address',
+  'pattern-list',
 ]
 const id = (o: Option): string => `[${o.section}] ${o.key}`
-const isList = (o: Option): boolean => o.type === 'cidr-list' || o.type === 'block-list'
+const isList = (o: Option): boolean =>
+  o.type === 'cidr-list' || o.type === 'block-list' || o.type === 'pattern-list'
 const fieldsOf = (o: Option): SettingPath[] =>
   o.type === 'block-list' ? [o.field, o.rangesField] : [o.field]
 const hasDefault = (o: Option): o is BooleanOption | IntegerOption | ChoiceOption =>
@@ -84,6 +86,8 @@ function assertStatesRange(o: Option, text: string, where: string): void {
         return ['CIDRs or range names']
       case 'address':
         return [`address for ${o.family === 'ipv4' ? 'IPv4' : 'IPv6'}`]
+      case 'pattern-list':
+        return [o.syntax === 'host' ? 'pattern' : 'regular expression']
     }
   })()
   for (const w of words) {
@@ -153,6 +157,8 @@ describe('options table', () => {
         return '192.0.2.0/24, private'
       case 'address':
         return o.family === 'ipv4' ? '127.0.0.1' : '::1'
+      case 'pattern-list':
+        return o.syntax === 'host' ? '*.example.com' : '^550 5\\.7\\.1 .*IPv6'
     }
     // Reached only by a type the switch does not know yet.
     throw new Error(`no value for the type ${(o as { type: string }).type}`)
