@@ -6,6 +6,7 @@ import net from 'node:net'
 
 import { type Cidr, type Family, type FilterPolicy, parseCidr, type RangeName, rangeNamed } from './classify'
 import { OPTIONS, type Option, setField } from './options'
+import type { RaceSuccess } from './race'
 
 export interface Settings {
   enabled: boolean
@@ -16,7 +17,13 @@ export interface Settings {
   dns: { servers: string[]; timeoutMs: number }
   filter: { policy: FilterPolicy; allFiltered: 'defer' | 'bounce' }
   bind: { ipv4?: string; ipv6?: string }
-  race: { enabled: boolean; attemptDelayMs: number; groupDelayMs: number; deadlineMs: number }
+  race: {
+    enabled: boolean
+    success: RaceSuccess
+    attemptDelayMs: number
+    groupDelayMs: number
+    deadlineMs: number
+  }
   cache: { ttlS: number; maxEntries: number }
 }
 
