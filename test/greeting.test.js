@@ -41,6 +41,7 @@ describe('parseReplyLine', function () {
     const r = parseReplyLine(`421 a\u0000b\u001b[31m${'x'.repeat(500)}\r\n`)
     assert.equal(r.code, 421)
     assert.ok(r.line.length <= 201, String(r.line.length))
+    // eslint-disable-next-line no-control-regex
     assert.doesNotMatch(r.line, /[\u0000-\u001f]/)
     assert.ok(r.line.startsWith('421 a?b?[31m'))
   })

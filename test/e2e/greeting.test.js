@@ -101,6 +101,22 @@ for (const version of ['3.3.4', '3.0.3']) {
       await four.waitForMessages(1, 5000)
     })
 
+    it('a 5xx greeting on every address is left to Haraka, which bounces as without the plugin, never a retry', async function () {
+      const s = await sink({ host: '127.0.0.1', greeting: '554 5.7.1 no mail from you' })
+      dns.setZone('permanent.test', { mx: [{ preference: 10, exchange: 'mx.permanent.test' }] })
+      dns.setZone('mx.permanent.test', { a: ['127.0.0.1'] })
+      const h = await haraka({ ini: `[main]\nport=${s.port}\n` })
+
+      const { outcome, log } = await send(h, 'rcpt@permanent.test')
+      assert.equal(outcome.kind, 'bounced', outcome.line)
+      assert.match(outcome.err, /554/)
+      assert.match(
+        log(),
+        /failed \(greeting 554 5\.7\.1 no mail from you\) after \d+ ms; no winner: Haraka connects itself/,
+      )
+      assert.equal(s.connections, 2, 'the race, then Haraka itself')
+    })
+
     it('success=connect keeps the old behaviour: the refusing IPv6 wins at TCP and Haraka defers on its 421', async function () {
       const { four, port } = await dualStack('refuse.test', { greeting: REFUSAL })
       const h = await haraka({ ini: `[main]\nport=${port}\n[race]\nsuccess=connect\n` })
