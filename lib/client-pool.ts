@@ -1,6 +1,8 @@
 // The bridge to Haraka's outbound client pool. Race sockets are made the way the running
 // Haraka makes its own (a pluggable TLS-capable stream with a line processor), the winner
-// is held paused until Haraka asks for that address, and Haraka's own connects to planned
+// is held paused until Haraka asks for that address (with success `greeting`, paused at the
+// server's first line, every line seen replayed to Haraka at hand-over; a loser gets QUIT only
+// after a complete greeting, else it is just closed), and Haraka's own connects to planned
 // addresses are timed for the health cache and written to their message's delivery record.
 // Connections this plugin did not plan (smtp_forward, lmtp, other plugins) pass through
 // untouched. Installed once per process: a second plugin instance or a config reload reuses
@@ -13,8 +15,18 @@ import { LRUCache } from 'lru-cache'
 import { describeConnectError, type MessageConnects } from './connects'
 import type { ConnectOutcome } from './health'
 import { describeError } from './errors'
+import { GreetingWatch } from './greeting'
 import type { PlannedEntries, PlannedEntry } from './planned'
-import type { RaceSocket, RaceTarget } from './race'
+import {
+  CLOSED_BEFORE_GREETING,
+  GREETING_EVENT,
+  type GreetingReply,
+  greetingError,
+  type RaceSocket,
+  type RaceSuccess,
+  type RaceTarget,
+  welcomes,
+} from './race'
 import type { Racer } from './route'
 
 export type PoolShape = 'mx' | 'legacy' | 'unknown'
@@ -30,6 +42,8 @@ export interface PoolSocket extends RaceSocket {
   pause(): void
   resume(): void
   setTimeout(ms: number): void
+  end(data?: string): void
+  writable?: boolean
   name?: string
   __uuid?: string
 }
@@ -73,6 +87,19 @@ interface Held {
   timer: NodeJS.Timeout
 }
 
+/** What the bridge keeps of a race socket until Haraka takes it or it is closed. */
+interface Raced {
+  /** Success `greeting`: the lines seen so far. */
+  watch?: GreetingWatch
+  /** Writes the attempt to its message's record as connected, if nothing was written yet. */
+  connected?: () => void
+}
+
+/** How long a released loser may take to answer QUIT before it is destroyed. */
+const QUIT_GRACE_MS = 2000
+
+const noop = (): void => {}
+
 const keyOf = (host: string, port: number | string, bind?: string): string =>
   `${bind ?? ''}|${String(host).toLowerCase()}|${port}`
 
@@ -95,6 +122,7 @@ export class ClientPoolBridge {
   readonly shape: PoolShape
   private deps: BridgeDeps
   private readonly held = new Map<string, Held[]>()
+  private readonly raced = new WeakMap<PoolSocket, Raced>()
   // Addresses planned recently, so Haraka's own connects to them can be timed; bounded.
   private readonly planned = new LRUCache<string, RaceTarget>({ max: 10000, ttl: 10 * 60 * 1000 })
   private original: ((...args: unknown[]) => unknown) | undefined
@@ -158,31 +186,56 @@ export class ClientPoolBridge {
    */
   racerFor(record: MessageConnects): Racer<PoolSocket> {
     return {
-      connect: (target) => {
+      connect: (target, success = 'connect') => {
         const started = performance.now()
         let socket: PoolSocket
         try {
-          socket = this.connect(target)
+          socket = this.connect(target, success)
         } catch (err) {
           record.add(raceAttempt(target, started, 'failed', describeError(err)))
           throw err
         }
-        watchRaceAttempt(socket, target, started, record)
+        const connected = watchRaceAttempt(socket, target, started, record, success)
+        const raced = this.raced.get(socket)
+        if (raced) raced.connected = connected
         return socket
       },
       hold: (target, socket) => this.hold(target, socket),
+      release: (socket) => this.release(socket),
     }
   }
 
-  /** A socket for one race attempt, paused as soon as it connects so no byte is lost. */
-  connect(target: RaceTarget): PoolSocket {
+  /**
+   * A socket for one race attempt. Success `connect`: paused as soon as it connects, so no
+   * byte is lost. Success `greeting`: it reads until the server's first line, reports it to
+   * the race (GREETING_EVENT) and is paused there, every line kept for Haraka.
+   */
+  connect(target: RaceTarget, success: RaceSuccess = 'connect'): PoolSocket {
     const socket = this.deps.createSocket({
       port: target.port,
       host: target.address,
       ...(target.bind ? { localAddress: target.bind } : {}),
     })
-    socket.once('connect', () => socket.pause())
+    if (success === 'greeting') this.raced.set(socket, { watch: new GreetingWatch(socket) })
+    else socket.once('connect', () => socket.pause())
     return socket
+  }
+
+  /**
+   * Ends a race socket nobody will use: QUIT and close once its greeting is complete (a
+   * client that speaks sooner is a pre-greeting violation to postscreen), else closed at once.
+   */
+  release(socket: PoolSocket): void {
+    const watch = this.raced.get(socket)?.watch
+    this.raced.delete(socket)
+    watch?.stop()
+    socket.on('error', noop)
+    if (!watch?.complete || socket.writable === false) return socket.destroy()
+    const timer = setTimeout(() => socket.destroy(), QUIT_GRACE_MS)
+    timer.unref()
+    socket.once('close', () => clearTimeout(timer))
+    socket.end('QUIT\r\n')
+    socket.resume() // read the reply and the close, to nobody
   }
 
   /** Remembers the planned targets so Haraka's own connects to them feed the health cache. */
@@ -193,6 +246,8 @@ export class ClientPoolBridge {
   /** Keeps a connected winner until Haraka asks for its address, or closes it after holdMs. */
   hold(target: RaceTarget, socket: PoolSocket): void {
     const key = keyOf(target.address, target.port, target.bind)
+    // Won at the deadline without a greeting: connected all the same.
+    this.raced.get(socket)?.connected?.()
     socket.removeAllListeners('error')
     socket.removeAllListeners('connect')
     const entry: Held = {
@@ -242,8 +297,7 @@ export class ClientPoolBridge {
   private drop(entry: Held): void {
     clearTimeout(entry.timer)
     entry.socket.removeAllListeners()
-    entry.socket.on('error', () => {})
-    entry.socket.destroy()
+    this.release(entry.socket)
   }
 
   private take(key: string): PoolSocket | undefined {
@@ -258,13 +312,20 @@ export class ClientPoolBridge {
     return entry.socket
   }
 
-  /** Gives a held socket to Haraka as its client pool would have, then lets data flow. */
+  /**
+   * Gives a held socket to Haraka as its client pool would have, then lets data flow: the
+   * greeting lines read during the race first, to the listeners Haraka attached in its callback.
+   */
   private handOver(socket: PoolSocket, name: string, callback: Callback): void {
     socket.name = name
     socket.__uuid = randomUUID()
     socket.setTimeout(this.deps.connectTimeoutS() * 1000)
+    const watch = this.raced.get(socket)?.watch
+    this.raced.delete(socket)
     process.nextTick(() => {
+      watch?.stop()
       callback(null, socket)
+      watch?.replay()
       socket.resume()
     })
   }
@@ -385,19 +446,43 @@ function raceAttempt(
   }
 }
 
-/** Writes one race attempt's first outcome to the record; a destroyed loser is "abandoned". */
-function watchRaceAttempt(socket: PoolSocket, target: RaceTarget, started: number, record: MessageConnects) {
+/**
+ * Writes one race attempt's first outcome to the record: connected (at the TCP connect, or at a
+ * welcoming greeting), failed (an error, a refusing greeting, the server's close before it), or
+ * abandoned, a loser closed by the race. Returns a function that writes it as connected, for a
+ * socket won without a greeting.
+ */
+function watchRaceAttempt(
+  socket: PoolSocket,
+  target: RaceTarget,
+  started: number,
+  record: MessageConnects,
+  success: RaceSuccess,
+): () => void {
+  let settled = false
   const settle = (outcome: 'connected' | 'failed' | 'abandoned', error?: string): void => {
+    if (settled) return
+    settled = true
     socket.removeListener('connect', onConnect)
+    socket.removeListener(GREETING_EVENT, onGreeting)
     socket.removeListener('error', onError)
+    socket.removeListener('end', onEnd)
     socket.removeListener('close', onClose)
     // An abandoned loser was slow, not failed: it carries no error.
     record.add(raceAttempt(target, started, outcome, error))
   }
   const onConnect = (): void => settle('connected')
+  const onGreeting = (reply: GreetingReply): void =>
+    welcomes(reply) ? settle('connected') : settle('failed', greetingError(reply))
   const onError = (err: unknown): void => settle('failed', describeError(err))
+  // The server's FIN before its greeting; a loser the race closes sees 'close' alone.
+  const onEnd = (): void => settle('failed', CLOSED_BEFORE_GREETING)
   const onClose = (): void => settle('abandoned')
-  socket.once('connect', onConnect)
+  if (success === 'greeting') {
+    socket.once(GREETING_EVENT, onGreeting)
+    socket.once('end', onEnd)
+  } else socket.once('connect', onConnect)
   socket.once('error', onError)
   socket.once('close', onClose)
+  return () => settle('connected')
 }

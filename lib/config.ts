@@ -7,6 +7,7 @@ import net from 'node:net'
 import { type Cidr, type Family, type FilterPolicy, parseCidr, type RangeName, rangeNamed } from './classify'
 import { parseHostPattern } from './host-patterns'
 import { OPTIONS, type Option, setField } from './options'
+import type { RaceSuccess } from './race'
 
 function isRegExp(source: string): boolean {
   try {
@@ -26,7 +27,13 @@ export interface Settings {
   dns: { servers: string[]; timeoutMs: number }
   filter: { policy: FilterPolicy; allFiltered: 'defer' | 'bounce' }
   bind: { ipv4?: string; ipv6?: string }
-  race: { enabled: boolean; attemptDelayMs: number; groupDelayMs: number; deadlineMs: number }
+  race: {
+    enabled: boolean
+    success: RaceSuccess
+    attemptDelayMs: number
+    groupDelayMs: number
+    deadlineMs: number
+  }
   cache: { ttlS: number; maxEntries: number }
   family: { ipv4Only: string[]; ipv6Only: string[]; preferIpv4: string[]; preferIpv6: string[] }
   policy: { enabled: boolean; patterns: string[]; ttlS: number }

@@ -80,6 +80,7 @@ export function describeDelivery(r: DeliveryRecord): string {
   if (r.race) parts.push(`race ${describeTimeline(r.race)}`)
   if (d.action === 'deliver') {
     if (d.winner) parts.push(`winner ${d.winner.address}`)
+    else if (r.race) parts.push('no winner: Haraka connects itself and hears the refusal')
   } else parts.push(d.action)
   return parts.join('; ') + andReason(d)
 }

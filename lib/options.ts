@@ -240,6 +240,15 @@ export const OPTIONS = [
   },
   {
     section: 'race',
+    key: 'success',
+    type: 'choice',
+    field: 'race.success',
+    choices: ['greeting', 'connect'],
+    default: 'greeting',
+    why: "what wins an attempt: the server's 220 greeting, or the TCP connect alone",
+  },
+  {
+    section: 'race',
     key: 'attempt_delay_ms',
     type: 'integer',
     field: 'race.attemptDelayMs',

@@ -1,7 +1,9 @@
 // Staggered connection attempts, RFC 8305 §5 (the shape of Node's lib/net.js
 // internalConnectMultiple, but earlier attempts keep running): the next address starts when
-// the current attempt fails or after the Connection Attempt Delay; the first TCP connect
-// wins and every other attempt is destroyed.
+// the current attempt fails or after the Connection Attempt Delay. What wins is `success`:
+// the TCP connect, or the server's greeting (the first reply line, `220-` included), where a
+// refusing greeting or a close before it is a failure like a connect error, and a connected
+// but silent attempt keeps racing. Every other attempt is released or destroyed.
 
 import type { EventEmitter } from 'node:events'
 
@@ -21,6 +23,37 @@ export interface RaceSocket extends EventEmitter {
   destroy(): void
 }
 
+/** What wins an attempt: its TCP connect, or the server's greeting. */
+export type RaceSuccess = 'connect' | 'greeting'
+
+/**
+ * The event a socket emits with the server's first reply line (success `greeting`), after
+ * 'connect'. A close before it is a failure.
+ */
+export const GREETING_EVENT = 'greeting'
+
+/** The server's first reply line, as a socket reports it with GREETING_EVENT. */
+export interface GreetingReply {
+  /** The reply code, when the line is an SMTP reply (`220`, `421`). */
+  code?: number
+  /** The line without its line end, printable. */
+  line: string
+}
+
+/**
+ * Whether a greeting lets the session go on: a 2xx reply, as Haraka itself reads the greeting
+ * (RFC 5321 gives only 220; a multi-line `220-` counts at its first line).
+ */
+export const welcomes = (reply: GreetingReply): boolean =>
+  reply.code !== undefined && reply.code >= 200 && reply.code < 300
+
+/** An attempt's error when its greeting refused: `greeting 421 4.7.0 try later`. */
+export const greetingError = (reply: GreetingReply): string =>
+  reply.code === undefined ? `greeting not SMTP: ${reply.line}` : `greeting ${reply.line}`
+
+/** The error of an attempt the server closed before its greeting. */
+export const CLOSED_BEFORE_GREETING = 'connection closed before the greeting'
+
 export type AttemptOutcome = 'pending' | 'connected' | 'failed' | 'cancelled' | 'timed out'
 
 export interface AttemptRecord {
@@ -33,6 +66,11 @@ export interface AttemptRecord {
   error?: string
   /** The error's code when it had one (`ECONNREFUSED`, `EINVAL`); a timeout has none. */
   code?: string
+  /** Success `greeting`: ms after the race started when TCP connected. */
+  connectMs?: number
+  /** Success `greeting`: the server's first reply line, and its code when it had one. */
+  greeting?: string
+  replyCode?: number
 }
 
 export interface RaceOptions<S extends RaceSocket> {
@@ -41,6 +79,14 @@ export interface RaceOptions<S extends RaceSocket> {
   groupDelayMs: number
   deadlineMs: number
   connect(target: RaceTarget): S
+  /**
+   * What wins an attempt (default `connect`). With `greeting`, if no attempt greets by the
+   * deadline the one that connected first wins all the same: a slow greeter fares as it
+   * would without the race.
+   */
+  success?: RaceSuccess
+  /** Ends a loser gracefully (QUIT after a complete greeting); else it is destroyed. */
+  release?(socket: S): void
   now?: () => number
 }
 
@@ -60,6 +106,8 @@ interface RaceContext<S extends RaceSocket> {
   t0: number
   attempts: AttemptRecord[]
   live: Map<number, S>
+  /** Removes an attempt's greeting-race listeners from its socket. */
+  unlisten: Map<number, () => void>
   /** Index of the next target to start. */
   next: number
   /** now() when the latest attempt started, and when its MX preference group started. */
@@ -133,11 +181,17 @@ function startAttempt<S extends RaceSocket>(ctx: RaceContext<S>): void {
     return
   }
   ctx.live.set(i, socket)
+  const greeting = ctx.opts.success === 'greeting'
   socket.once('connect', () => {
     // A completion after the race ended, or of an attempt already settled, is stale.
     if (ctx.done || record.outcome !== 'pending') return
     // The deadline wins a tie: a connect on the deadline's own millisecond is too late.
     if (ctx.now() >= ctx.deadlineAt) return timeOut(ctx)
+    if (greeting) {
+      // Connected, not yet won: the schedule goes on until the server speaks.
+      record.connectMs = since(ctx)
+      return
+    }
     record.outcome = 'connected'
     record.endMs = since(ctx)
     finish(ctx, i)
@@ -146,10 +200,51 @@ function startAttempt<S extends RaceSocket>(ctx: RaceContext<S>): void {
     socket.on('error', noop)
     socket.destroy()
     if (ctx.done || record.outcome !== 'pending') return
-    ctx.live.delete(i)
+    dropAttempt(ctx, i)
     settleFailure(ctx, i, errorFacts(err))
     advance(ctx)
   })
+  if (greeting) listenForGreeting(ctx, i, socket)
+}
+
+/** Success `greeting`: the first reply line wins or fails the attempt; a close before it fails it. */
+function listenForGreeting<S extends RaceSocket>(ctx: RaceContext<S>, i: number, socket: S): void {
+  const record = ctx.attempts[i]
+  const fail = (error: ErrorFacts): void => {
+    dropAttempt(ctx, i)
+    socket.on('error', noop)
+    socket.destroy()
+    settleFailure(ctx, i, error)
+    advance(ctx)
+  }
+  const onGreeting = (reply: GreetingReply): void => {
+    if (ctx.done || record.outcome !== 'pending') return
+    if (ctx.now() >= ctx.deadlineAt) return timeOut(ctx)
+    record.connectMs ??= since(ctx)
+    record.greeting = reply.line
+    if (reply.code !== undefined) record.replyCode = reply.code
+    if (!welcomes(reply)) return fail({ text: greetingError(reply) })
+    record.outcome = 'connected'
+    record.endMs = since(ctx)
+    finish(ctx, i)
+  }
+  const onClose = (): void => {
+    if (ctx.done || record.outcome !== 'pending') return
+    fail({ text: CLOSED_BEFORE_GREETING })
+  }
+  socket.once(GREETING_EVENT, onGreeting)
+  socket.once('close', onClose)
+  ctx.unlisten.set(i, () => {
+    socket.removeListener(GREETING_EVENT, onGreeting)
+    socket.removeListener('close', onClose)
+  })
+}
+
+/** Takes a settled attempt out of the race: no longer live, its race listeners gone. */
+function dropAttempt(ctx: RaceContext<RaceSocket>, i: number): void {
+  ctx.live.delete(i)
+  ctx.unlisten.get(i)?.()
+  ctx.unlisten.delete(i)
 }
 
 /** Records a failed attempt; the caller advances the race. */
@@ -163,27 +258,48 @@ function settleFailure(ctx: RaceContext<RaceSocket>, i: number, error: ErrorFact
 }
 
 function timeOut<S extends RaceSocket>(ctx: RaceContext<S>): void {
+  // Success `greeting`: nothing greeted in time, so the earliest connected attempt is handed
+  // over anyway, as a client without a race would have waited on it.
+  let fallback: number | undefined
+  if (ctx.opts.success === 'greeting') {
+    for (const i of ctx.live.keys()) {
+      const at = ctx.attempts[i].connectMs
+      if (at === undefined) continue
+      const best = fallback === undefined ? undefined : ctx.attempts[fallback].connectMs
+      if (best === undefined || at < best || (at === best && i < (fallback as number))) fallback = i
+    }
+  }
   for (const i of ctx.live.keys()) {
     const record = ctx.attempts[i]
+    // A connected loser was slow, not dead: finish marks it cancelled.
+    if (record.connectMs !== undefined) continue
     record.outcome = 'timed out'
     record.error = `no answer in ${since(ctx) - record.startMs} ms`
   }
-  finish(ctx)
+  if (fallback !== undefined) {
+    const record = ctx.attempts[fallback]
+    record.outcome = 'connected'
+    record.endMs = record.connectMs
+  }
+  finish(ctx, fallback)
 }
 
-/** Ends the race: every live socket but the winner's is destroyed, listeners and all. */
+/** Ends the race: every live socket but the winner's is released or destroyed. */
 function finish<S extends RaceSocket>(ctx: RaceContext<S>, winner?: number): void {
   ctx.done = true
   clearTimeout(ctx.timer)
   ctx.timer = undefined
+  for (const off of ctx.unlisten.values()) off()
+  ctx.unlisten.clear()
   for (const [i, socket] of ctx.live) {
     if (i === winner) continue
     const record = ctx.attempts[i]
     if (record.outcome === 'pending') record.outcome = 'cancelled'
     record.endMs = since(ctx)
     socket.removeAllListeners('connect')
-    socket.on('error', noop) // a late error from a destroyed loser must not throw
-    socket.destroy()
+    socket.on('error', noop) // a late error from a loser must not throw
+    if (ctx.opts.release) ctx.opts.release(socket)
+    else socket.destroy()
   }
   const socket = winner === undefined ? undefined : ctx.live.get(winner)
   ctx.live.clear()
@@ -210,6 +326,7 @@ export function raceConnect<S extends RaceSocket>(
       t0,
       attempts: [],
       live: new Map(),
+      unlisten: new Map(),
       next: 0,
       lastStartAt: t0,
       groupStartAt: t0,
@@ -232,7 +349,12 @@ export function describeTimeline(result: { attempts: AttemptRecord[] }): string 
       const took = a.endMs === undefined ? '' : ` after ${a.endMs - a.startMs} ms`
       const what =
         a.outcome === 'failed' || a.outcome === 'timed out' ? `${a.outcome} (${a.error})` : a.outcome
-      return `+${a.startMs}ms ${showTarget(a.target)} ${what}${took}`
+      // Handed over at the deadline without a greeting (success `greeting`).
+      const silent =
+        a.outcome === 'connected' && a.connectMs !== undefined && a.greeting === undefined
+          ? ', no greeting by the deadline'
+          : ''
+      return `+${a.startMs}ms ${showTarget(a.target)} ${what}${took}${silent}`
     })
     .join('; ')
 }

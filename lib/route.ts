@@ -15,7 +15,14 @@ import type { HealthCache } from './health'
 import { type Plan, planAddresses } from './plan'
 import type { PolicyView } from './policy-memory'
 import type { SwitchedHost } from './sender-policy'
-import { raceConnect, type RaceResult, type RaceSocket, type RaceTarget } from './race'
+import {
+  type AttemptRecord,
+  raceConnect,
+  type RaceResult,
+  type RaceSocket,
+  type RaceSuccess,
+  type RaceTarget,
+} from './race'
 import { type DnsClient, resolveDestination } from './resolve'
 
 export { STATUS, type Status } from './delivery'
@@ -30,8 +37,11 @@ export interface MxEntry {
 }
 
 export interface Racer<S extends RaceSocket> {
-  connect(target: RaceTarget): S
+  /** A socket for one attempt, reporting what `success` needs (the greeting, or the connect). */
+  connect(target: RaceTarget, success: RaceSuccess): S
   hold(target: RaceTarget, socket: S): void
+  /** Ends a loser gracefully; without it losers are destroyed. */
+  release?(socket: S): void
 }
 
 export interface RouteDeps<S extends RaceSocket> {
@@ -149,6 +159,7 @@ export async function routeDomain<S extends RaceSocket>(
   const { racer } = deps
   if (!racer || !settings.race.enabled) return record({ action: 'deliver', targets }, plan)
 
+  const { success } = settings.race
   const result = await raceConnect(targets, {
     attemptDelayMs: settings.race.attemptDelayMs,
     groupDelayMs: settings.race.groupDelayMs,
@@ -156,7 +167,9 @@ export async function routeDomain<S extends RaceSocket>(
       100,
       Math.min(settings.race.deadlineMs, (deps.answerBy ?? Infinity) - performance.now()),
     ),
-    connect: (t) => racer.connect(t),
+    connect: (t) => racer.connect(t, success),
+    success,
+    ...(racer.release ? { release: (s: S) => racer.release?.(s) } : {}),
   })
   recordRace(health, result, settings.race.attemptDelayMs)
   const race: RaceRecord = {
@@ -166,6 +179,13 @@ export async function routeDomain<S extends RaceSocket>(
   }
 
   if (!result.winner) {
+    // A server that refused at its greeting for good: Haraka hears the refusal itself and
+    // decides as it would without the plugin (a 5xx greeting bounces), never a retry instead.
+    const refused = result.attempts.filter(refusedForGood).map((a) => a.target)
+    if (refused.length) {
+      const rest = targets.filter((t) => !refused.includes(t))
+      return record({ action: 'deliver', targets: [...refused, ...rest] }, plan, race)
+    }
     const reason = describeRaceFailure(plan.domain, race)
     return record({ action: 'defer', status: STATUS.noAnswer, reason }, plan, race)
   }
@@ -174,6 +194,10 @@ export async function routeDomain<S extends RaceSocket>(
   racer.hold(target, socket)
   return record({ action: 'deliver', targets: afterRace(targets, result), winner: target }, plan, race)
 }
+
+/** A greeting that is neither a welcome nor a temporary refusal: 5xx, or not SMTP at all. */
+const refusedForGood = (a: AttemptRecord): boolean =>
+  a.outcome === 'failed' && a.greeting !== undefined && !(a.replyCode !== undefined && a.replyCode < 500)
 
 /**
  * Feeds the health cache: every connect and every error, and, as "slow" (never as an error),

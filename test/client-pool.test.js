@@ -207,6 +207,141 @@ for (const version of Object.keys(HARAKA)) {
       })
     }
 
+    describe('success = greeting', function () {
+      // A server that writes `script` ([ms, text] steps) and records what the client sends.
+      let scripted
+      beforeEach(function () {
+        scripted = null
+      })
+      afterEach(async function () {
+        if (!scripted) return
+        scripted.server.closeAllConnections?.()
+        for (const t of scripted.timers) clearTimeout(t)
+        for (const c of scripted.sockets) c.destroy()
+        await new Promise((resolve) => scripted.server.close(resolve))
+      })
+      async function script(steps) {
+        const rec = { got: [], sockets: [], timers: [], closed: 0 }
+        const server = net.createServer((c) => {
+          rec.sockets.push(c)
+          const conn = { received: '', sentAll: false }
+          rec.got.push(conn)
+          c.on('error', () => {})
+          c.on('data', (d) => (conn.received += d))
+          c.on('close', () => rec.closed++)
+          let t = 0
+          steps.forEach(([ms, text], i) => {
+            t += ms
+            rec.timers.push(
+              setTimeout(() => {
+                if (c.destroyed) return
+                c.write(text)
+                if (i === steps.length - 1) conn.sentAll = true
+              }, t),
+            )
+          })
+        })
+        await new Promise((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve))
+        scripted = { ...rec, server, rec }
+        return { port: server.address().port, rec }
+      }
+      // Haraka's side: listeners attached in the callback, every line it is given collected.
+      const claimLines = (mx) =>
+        new Promise((resolve) => {
+          const cb = (err, socket) => {
+            const lines = []
+            socket?.on('line', (l) => lines.push(String(l)))
+            resolve({ err, socket, lines })
+          }
+          if (version === '3.0.3') pool.get_client(mx.port, mx.exchange, mx.bind, false, cb)
+          else pool.get_client(mx, cb)
+        })
+      const raceTo = (targets, record = new MessageConnects('pool.test')) => {
+        const racer = out.bridge.racerFor(record)
+        return raceConnect(targets, {
+          attemptDelayMs: 250,
+          groupDelayMs: 2000,
+          deadlineMs: 2000,
+          success: 'greeting',
+          connect: (x) => racer.connect(x, 'greeting'),
+          release: (x) => racer.release(x),
+        }).then((race) => ({ race, racer, record }))
+      }
+
+      it('wins at the first greeting line and gives Haraka every line in order, the late last line too', async function () {
+        const { port, rec } = await script([
+          [0, '220-first line\r\n'],
+          [300, '220 last line\r\n'],
+        ])
+        const t = target('127.0.0.1', port)
+        const { race, racer, record } = await raceTo([t])
+        assert.equal(race.attempts[0].greeting, '220-first line')
+        racer.hold(t, race.winner.socket)
+        const { socket, lines } = await claimLines({ exchange: '127.0.0.1', port })
+        assert.equal(socket, race.winner.socket)
+        await delay(500)
+        assert.deepEqual(lines, ['220-first line\r\n', '220 last line\r\n'])
+        assert.equal(rec.got[0].received, '', 'the race sent a byte')
+        socket.write('EHLO x\r\n')
+        await delay(50)
+        assert.equal(rec.got[0].received, 'EHLO x\r\n')
+        assert.deepEqual(
+          record.attempts.map((a) => [a.by, a.outcome]),
+          [['race', 'connected']],
+        )
+        socket.destroy()
+      })
+
+      it('a whole multi-line greeting in one packet reaches Haraka whole', async function () {
+        const { port } = await script([[0, '220-a\r\n220-b\r\n220 c\r\n']])
+        const t = target('127.0.0.1', port)
+        const { race, racer } = await raceTo([t])
+        racer.hold(t, race.winner.socket)
+        await delay(50)
+        const { socket, lines } = await claimLines({ exchange: '127.0.0.1', port })
+        await delay(50)
+        assert.deepEqual(lines, ['220-a\r\n', '220-b\r\n', '220 c\r\n'])
+        socket.destroy()
+      })
+
+      it("a 421 greeting is the attempt's failure, in the race and in the message's record", async function () {
+        const { port } = await script([[0, '421 4.7.0 not now\r\n']])
+        const t = target('127.0.0.1', port)
+        const { race, record } = await raceTo([t])
+        assert.equal(race.winner, undefined)
+        assert.equal(race.attempts[0].error, 'greeting 421 4.7.0 not now')
+        assert.deepEqual(
+          record.attempts.map((a) => [a.outcome, a.error]),
+          [['failed', 'greeting 421 4.7.0 not now']],
+        )
+      })
+
+      it('release sends QUIT only after a complete greeting, then closes; after 220- alone it just closes', async function () {
+        const complete = await script([[0, '220 ready\r\n']])
+        const socket = out.bridge.connect(target('127.0.0.1', complete.port), 'greeting')
+        await new Promise((resolve) => socket.once('greeting', resolve))
+        await delay(20)
+        out.bridge.release(socket)
+        await delay(200)
+        assert.equal(complete.rec.got[0].received, 'QUIT\r\n')
+        assert.equal(complete.rec.closed, 1, 'not closed after QUIT')
+        for (const t of scripted.timers) clearTimeout(t)
+        await new Promise((resolve) => scripted.server.close(resolve))
+        scripted = null
+
+        const partial = await script([
+          [0, '220-wait\r\n'],
+          [1000, '220 ready\r\n'],
+        ])
+        const early = out.bridge.connect(target('127.0.0.1', partial.port), 'greeting')
+        await new Promise((resolve) => early.once('greeting', resolve))
+        out.bridge.release(early)
+        await delay(200)
+        assert.equal(partial.rec.got[0].received, '', 'a byte after 220- alone: a pre-greeting violation')
+        assert.equal(partial.rec.closed, 1)
+      })
+    })
+
     it("passes an address it did not plan to Haraka's own get_client unchanged", async function () {
       const { port } = server.address()
       const { err, socket } = await getClient({ exchange: '127.0.0.1', port })

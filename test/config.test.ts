@@ -632,7 +632,7 @@ describe('config', () => {
           blockRanges: ['link-local'],
         },
         bind: { ipv4: '192.0.2.25', ipv6: '2001:db8::25' },
-        race: { enabled: false, attemptDelayMs: 100, groupDelayMs: 0, deadlineMs: 9000 },
+        race: { enabled: false, success: 'greeting', attemptDelayMs: 100, groupDelayMs: 0, deadlineMs: 9000 },
         cache: { ttlS: 0, maxEntries: 10 },
         family: DEFAULTS.family,
         policy: DEFAULTS.policy,

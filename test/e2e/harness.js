@@ -261,8 +261,13 @@ function makeWaiters() {
  * `starttls` offers STARTTLS with `tls` ({key, cert}, e.g. a makeTestCa leaf) or else a
  * self-signed certificate for sink.test. `sni` lists the server name of every TLS handshake a
  * client started (null when it sent none); `secured` the server name of every completed one.
+ * `preGreeting` lines (e.g. ['220-mx.test postscreen']) are sent the moment a client connects,
+ * and the sink's own greeting (its final `220 ` line) follows `greetingDelayMs` later, as a
+ * postscreen-style server does; `silent` accepts connections and never greets. With any of
+ * these the sink sits behind a small TCP front that records in `sessions`, per connection,
+ * every byte the client sent before the final greeting line (`early`) and after it (`after`).
  * @param {{host?: string, port?: number, starttls?: boolean, tls?: {key: string, cert: string},
- *   greeting?: string}} [opts]
+ *   greeting?: string, preGreeting?: string[], greetingDelayMs?: number, silent?: boolean}} [opts]
  * `receivedAt` of a message is performance.now() in this process when the sink took it (just
  * before its 250 reply), so callers can time delivery without polling latency.
  * @returns {Promise<{host: string, port: number, messages: Array<{from: string, to: string[], data: string,
@@ -270,7 +275,17 @@ function makeWaiters() {
  *   connections: number, sni: Array<string|null>, secured: Array<string|null>,
  *   waitForMessages: (n: number, timeoutMs?: number) => Promise<object[]>, close: () => Promise<void>}>}
  */
-async function startSink({ host = '127.0.0.1', port = 0, starttls = false, tls, greeting } = {}) {
+async function startSink({
+  host = '127.0.0.1',
+  port = 0,
+  starttls = false,
+  tls,
+  greeting,
+  preGreeting = [],
+  greetingDelayMs = 0,
+  silent = false,
+} = {}) {
+  const front = preGreeting.length > 0 || greetingDelayMs > 0 || silent
   const { SMTPServer } = require('smtp-server')
   const waiters = makeWaiters()
   const reject = /^([45]\d\d)[ -](.*)$/.exec(greeting || '')
@@ -279,6 +294,7 @@ async function startSink({ host = '127.0.0.1', port = 0, starttls = false, tls, 
     port: 0,
     messages: [],
     connections: 0,
+    sessions: [],
     sni: [],
     secured: [],
     waitForMessages(n, timeoutMs = 10000) {
@@ -341,7 +357,7 @@ async function startSink({ host = '127.0.0.1', port = 0, starttls = false, tls, 
   const server = new SMTPServer(options)
   server.on('error', () => {})
   server.server.on('connection', () => {
-    sink.connections++
+    if (!front) sink.connections++
   })
 
   await new Promise((resolve, reject2) => {
@@ -353,22 +369,89 @@ async function startSink({ host = '127.0.0.1', port = 0, starttls = false, tls, 
       )
     }
     server.server.once('error', onError)
-    server.server.listen({ host, port }, () => {
+    server.server.listen({ host, port: front ? 0 : port }, () => {
       server.server.removeListener('error', onError)
       resolve()
     })
   })
   sink.port = server.server.address().port
+  const stopFront = front
+    ? await startGreetingFront(sink, { host, port, preGreeting, greetingDelayMs, silent })
+    : null
 
   let closing = null
   sink.close = () => {
     if (!closing) {
-      closing = new Promise((resolve) => server.close(() => resolve()))
+      closing = Promise.all([
+        new Promise((resolve) => server.close(() => resolve())),
+        stopFront ? stopFront() : null,
+      ]).then(() => {})
       waiters.failAll(new Error('sink closed'))
     }
     return closing
   }
   return sink
+}
+
+/**
+ * The TCP front of a sink with a scripted greeting: listens on host:port (and sets sink.port to
+ * it), sends `preGreeting` at once, and after `greetingDelayMs` connects to the sink behind it
+ * and passes everything through, the sink's own greeting first. Returns its stop function.
+ */
+async function startGreetingFront(sink, { host, port, preGreeting, greetingDelayMs, silent }) {
+  const backPort = sink.port
+  const open = new Set()
+  const timers = new Set()
+  const frontServer = net.createServer((client) => {
+    sink.connections++
+    const session = { remoteAddress: client.remoteAddress, early: '', after: '', greeted: false }
+    sink.sessions.push(session)
+    open.add(client)
+    client.on('error', () => {})
+    client.once('close', () => open.delete(client))
+    const pending = []
+    let back = null
+    client.on('data', (d) => {
+      if (session.greeted) session.after += d
+      else session.early += d
+      if (back) back.write(d)
+      else pending.push(d)
+    })
+    for (const line of preGreeting) client.write(`${line}\r\n`)
+    if (silent) return
+    const timer = setTimeout(() => {
+      timers.delete(timer)
+      if (client.destroyed) return
+      back = net.connect({ host, port: backPort })
+      open.add(back)
+      back.on('error', () => client.destroy())
+      back.once('close', () => {
+        open.delete(back)
+        client.end()
+      })
+      client.once('close', () => back.destroy())
+      back.once('data', () => back.write(Buffer.concat(pending)))
+      back.on('data', (d) => {
+        client.write(d)
+        session.greeted = true
+      })
+    }, greetingDelayMs)
+    timers.add(timer)
+  })
+  await new Promise((resolve, reject) => {
+    frontServer.once('error', reject)
+    frontServer.listen({ host, port }, () => {
+      frontServer.removeListener('error', reject)
+      resolve()
+    })
+  })
+  sink.port = frontServer.address().port
+  return () =>
+    new Promise((resolve) => {
+      for (const t of timers) clearTimeout(t)
+      for (const s of open) s.destroy()
+      frontServer.close(() => resolve())
+    })
 }
 
 // The helper: binds, listen(0), fills the accept queue with non-blocking connects to
