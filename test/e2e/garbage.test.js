@@ -26,7 +26,7 @@ const {
   waitForOutcome,
   queuedUuid,
   freePort,
-} = require('./harness')
+} = require('../../support')
 
 const { defaultSettings } = require('../../dist/lib/config')
 const { OPTIONS, getField } = require('../../dist/lib/options')

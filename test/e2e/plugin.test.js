@@ -15,7 +15,7 @@ const {
   waitForOutcome,
   queuedUuid,
   freePort,
-} = require('./harness')
+} = require('../../support')
 
 const LINK_LOCAL = 'fe80::d250:99ff:feda:9100'
 

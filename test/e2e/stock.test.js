@@ -8,7 +8,14 @@ const net = require('node:net')
 
 const fixtures = require('haraka-test-fixtures')
 
-const { startSink, startBlackHole, startHaraka, sendMail, waitForOutcome, queuedUuid } = require('./harness')
+const {
+  startSink,
+  startBlackHole,
+  startHaraka,
+  sendMail,
+  waitForOutcome,
+  queuedUuid,
+} = require('../../support')
 const { zonelessLinkLocalConnect, assertZonelessLinkLocalStaysHere } = require('../support/link-local')
 
 const LINK_LOCAL = 'fe80::d250:99ff:feda:9100'
