@@ -19,6 +19,18 @@ function makeScope(name = 'scope') {
       steps.push(fn)
       return value
     },
+    /**
+     * Awaits something started (a sink, a black hole, a Haraka, the DNS) and registers its
+     * close() or stop() with the scope.
+     * @template {{close?: () => Promise<void>, stop?: () => Promise<void>}} T
+     * @param {Promise<T>} starting
+     * @returns {Promise<T>}
+     */
+    async own(starting) {
+      const thing = await starting
+      steps.push(() => (thing.stop ? thing.stop() : thing.close()))
+      return thing
+    },
     close() {
       if (!closing) {
         closing = (async () => {
