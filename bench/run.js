@@ -499,20 +499,7 @@ const SCENARIOS = [
 
 /** Scenario 5, one run: warm-up, then BULK_MESSAGES through a pooled client at bounded concurrency. */
 async function bulkRun(h, sinks, tag) {
-  const nodemailer = require('nodemailer')
-  const transport = nodemailer.createTransport({
-    host: '127.0.0.1',
-    port: h.port,
-    secure: false,
-    ignoreTLS: true,
-    name: 'client.test',
-    pool: true,
-    maxConnections: BULK_CONCURRENCY,
-    maxMessages: Infinity,
-    connectionTimeout: 10000,
-    greetingTimeout: 10000,
-    socketTimeout: 30000,
-  })
+  const transport = support.submitTransport(h.port, { pool: BULK_CONCURRENCY })
   const send = (to) => transport.sendMail({ from: 'sender@haraka.test', to, subject: 'bench', text: 'hello' })
   const countOf = (prefix) =>
     sinks.reduce((n, s) => n + s.messages.filter((m) => m.to[0].startsWith(prefix)).length, 0)

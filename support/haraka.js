@@ -351,18 +351,29 @@ function tail(text, lines = 40) {
  * @param {{port: number, from?: string, to: string|string[], subject?: string, text?: string}} opts
  * @returns {Promise<object>} nodemailer's info (accepted, rejected, response, envelope, messageId)
  */
-async function sendMail({ port, from = 'sender@haraka.test', to, subject = 'test', text = 'hello' }) {
+/**
+ * A nodemailer transport to 127.0.0.1:port (plain SMTP, no TLS, no auth); `pool` (a number)
+ * makes it a pool of that many connections. Close it when done.
+ * @param {number} port
+ * @param {{pool?: number}} [opts]
+ */
+function submitTransport(port, { pool } = {}) {
   const nodemailer = require('nodemailer')
-  const transport = nodemailer.createTransport({
+  return nodemailer.createTransport({
     host: '127.0.0.1',
     port,
     secure: false,
     ignoreTLS: true,
     name: 'client.test',
+    ...(pool ? { pool: true, maxConnections: pool, maxMessages: Infinity } : {}),
     connectionTimeout: 10000,
     greetingTimeout: 10000,
     socketTimeout: 30000,
   })
+}
+
+async function sendMail({ port, from = 'sender@haraka.test', to, subject = 'test', text = 'hello' }) {
+  const transport = submitTransport(port)
   try {
     return await transport.sendMail({ from, to, subject, text })
   } finally {
@@ -474,6 +485,7 @@ module.exports = {
   outcomeRe,
   queuedUuid,
   startHaraka,
+  submitTransport,
   sendMail,
   waitForOutcome,
   scanQueue,

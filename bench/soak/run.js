@@ -6,8 +6,6 @@
 
 const path = require('node:path')
 
-const nodemailer = require('nodemailer')
-
 const {
   startDns,
   startSink,
@@ -15,6 +13,7 @@ const {
   startBlackHole,
   startHaraka,
   queuedUuid,
+  submitTransport,
   scanQueue,
   followLog,
   pollUntil,
@@ -140,19 +139,7 @@ function outcomesByUuid(haraka) {
 
 /** Injects every message with `concurrency` SMTP sessions; returns one record per message. */
 async function inject({ port, layout, messages, concurrency, runTag }) {
-  const transport = nodemailer.createTransport({
-    host: '127.0.0.1',
-    port,
-    secure: false,
-    ignoreTLS: true,
-    name: 'client.test',
-    pool: true,
-    maxConnections: concurrency,
-    maxMessages: Infinity,
-    connectionTimeout: 10000,
-    greetingTimeout: 10000,
-    socketTimeout: 30000,
-  })
+  const transport = submitTransport(port, { pool: concurrency })
   const records = []
   let next = 0
   const worker = async () => {
