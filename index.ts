@@ -329,14 +329,16 @@ export function explain_deferral(
   this: Plugin,
   next: Next,
   hmail: HMail,
-  params: { err?: string; fail_recips?: unknown },
+  params: { err?: string; delay?: number; fail_recips?: unknown },
 ): void {
   try {
     const retry = this.happy_eyeballs?.settings.policy.enabled ? policyRetry(hmail, params) : undefined
     if (retry) {
-      if (params) params.err = retry
+      // A zero delay, not a DENYSOFT answer: every later deferred hook still runs and reads it.
+      params.err = retry
+      params.delay = 0
       logTo(hmail, 'info', retry)
-      return next(constants.denysoft, '0')
+      return next()
     }
     const reason = applyPendingDsn(hmail, String(params?.err ?? ''), false)
     if (reason && params) params.err = reason

@@ -13,17 +13,15 @@ const os = require('node:os')
 const path = require('node:path')
 const { parseArgs } = require('node:util')
 
-// The DNS fixture alone: the package's index also loads modules that print at load time.
-const fixturesDns = require('haraka-test-fixtures/lib/dns')
-
-const harness = require('../test/e2e/harness')
-const lib = require('./lib')
+const support = require('../support')
 const { zonelessLinkLocalConnect, assertZonelessLinkLocalStaysHere } = require('../test/support/link-local')
+const { describeDelivery } = require('../dist/lib/delivery')
 
-const { LINK_LOCAL, fmtMs, fmtDuration, fmtInt, median } = lib
+const { LINK_LOCAL, SEED_RECORDS, DUAL_RECORDS, V4_RECORDS, mx, oneMx, fmtMs, fmtDuration, fmtInt, median } =
+  support
 
 const ROOT = path.join(__dirname, '..')
-const HARAKA_VERSION = require(path.join(harness.HARAKA_VERSIONS['3.3.4'], 'package.json')).version
+const HARAKA_VERSION = require(path.join(support.HARAKA_VERSIONS['3.3.4'], 'package.json')).version
 const PLUGIN_VERSION = require(path.join(ROOT, 'package.json')).version
 const RESULTS_MD = path.join(__dirname, 'results.md')
 const CHART_SVG = path.join(__dirname, 'chart.svg')
@@ -84,7 +82,7 @@ const BULK_MESSAGES = QUICK ? 100 : 500
 const BULK_WARMUP = 20
 const BULK_CONCURRENCY = args.concurrency === undefined ? 20 : Number(args.concurrency)
 const PLANNER_RUN_MS = 1000
-const PLUGIN_INI = lib.pluginIni(25)
+const PLUGIN_INI = support.pluginIni(25)
 const OUTBOUND = { enable_tls: false, local_mx_ok: true, connect_timeout: CONNECT_TIMEOUT_S }
 // How long a scenario waits for port 25 when something else holds it for a moment.
 const PORT25_WAIT_MS = 60000
@@ -94,26 +92,21 @@ const BENCH_LIMIT_MS = 25 * 60 * 1000
 // ---------------------------------------------------------------------------------------
 // The test network: one DNS fixture on loopback for every scenario
 
-const mx = (...hosts) => ({ mx: hosts.map(([preference, exchange]) => ({ preference, exchange })) })
 const ZONES = {
   // One untimed message per Haraka process first, so that no timing includes Haraka's
   // loading of its outbound modules on first use.
-  'warm.bench': mx([10, 'mx.warm.bench']),
-  'mx.warm.bench': { a: ['127.0.0.1'] },
+  ...oneMx('warm.bench', V4_RECORDS),
   // 1 and 4: a black-holed AAAA in front of a working A.
-  'hole.bench': mx([10, 'mx.hole.bench']),
-  'mx.hole.bench': { aaaa: ['::1'], a: ['127.0.0.1'] },
+  ...oneMx('hole.bench', DUAL_RECORDS),
   // 2: two MX hosts, each with two black-holed AAAA and one working A. ::1 is the only IPv6
   // loopback address, so each host lists it twice (see the notes in results.md).
   'two.bench': mx([10, 'mx1.two.bench'], [20, 'mx2.two.bench']),
   'mx1.two.bench': { aaaa: ['::1', '::1'], a: ['127.0.0.1'] },
   'mx2.two.bench': { aaaa: ['::1', '::1'], a: ['127.0.0.2'] },
   // 3: the seed report, a link-local AAAA and a working A.
-  'seed.bench': mx([10, 'mx.seed.bench']),
-  'mx.seed.bench': { aaaa: [LINK_LOCAL], a: ['127.0.0.1'] },
+  ...oneMx('seed.bench', SEED_RECORDS),
   // 5: both families healthy.
-  'happy.bench': mx([10, 'mx.happy.bench']),
-  'mx.happy.bench': { aaaa: ['::1'], a: ['127.0.0.1'] },
+  ...oneMx('happy.bench', DUAL_RECORDS),
 }
 
 const VARIANTS = ['stock', 'plugin']
@@ -125,6 +118,8 @@ function harakaOptions(variant, dnsPort) {
         plugins: ['happy-eyeballs'],
         outbound: OUTBOUND,
         files: { 'happy_eyeballs.ini': PLUGIN_INI },
+        // The bench measures this working tree as built, not a packed copy of it.
+        pluginFrom: 'checkout',
       }
     : { dnsPort, outbound: OUTBOUND }
 }
@@ -133,21 +128,21 @@ const log = (text = '') => process.stdout.write(`${text}\n`)
 
 /** The MX stand-ins of one scenario, on port 25; closed with the scenario's scope. */
 async function standIns(scope, { sinks = [], holes = [] }) {
-  await lib.waitForPort25([...new Set([...holes, ...sinks])], PORT25_WAIT_MS, (err) =>
-    log(`  port 25 is busy (${err.message.split('\n')[0]}); waiting up to ${PORT25_WAIT_MS / 1000} s`),
+  await support.waitForFreePort([...new Set([...holes, ...sinks])], 25, PORT25_WAIT_MS, (busy) =>
+    log(`  port 25 is busy on ${busy.join(', ')}; waiting up to ${PORT25_WAIT_MS / 1000} s`),
   )
   const out = { sinks: [], holes: [] }
-  for (const host of holes) out.holes.push(await lib.blackHole(scope, host, 25))
-  for (const host of sinks) out.sinks.push(await lib.sink(scope, host, 25))
+  for (const host of holes) out.holes.push(await scope.own(support.startBlackHole({ host, port: 25 })))
+  for (const host of sinks) out.sinks.push(await scope.own(support.startSink({ host, port: 25 })))
   return out
 }
 
 /** One run: a fresh Haraka of the variant, one warm-up message, then fn(haraka); always stopped. */
 async function withHaraka(ctx, variant, sinks, fn) {
-  const scope = lib.makeScope(`${variant} Haraka`)
+  const scope = support.makeScope(`${variant} Haraka`)
   try {
-    const h = await lib.haraka(scope, harakaOptions(variant, ctx.dns.port))
-    await lib.mustDeliver(h, sinks, 'warm.bench', { timeoutMs: 20000 })
+    const h = await scope.own(support.startHaraka(harakaOptions(variant, ctx.dns.port)))
+    await support.mustDeliver(h, sinks, 'warm.bench', { timeoutMs: 20000 })
     return await fn(h)
   } finally {
     await scope.close()
@@ -164,11 +159,11 @@ async function timedDeliveries(ctx, { id, domain, runs, sinks, timeoutMs, before
     for (const variant of VARIANTS) {
       const info = await withHaraka(ctx, variant, sinks, async (h) => {
         const pre = before ? await before(h) : undefined
-        const r = await lib.mustDeliver(h, sinks, domain, { timeoutMs })
+        const r = await support.mustDeliver(h, sinks, domain, { timeoutMs })
         if (r.outcome.ip !== '127.0.0.1')
           throw new Error(`delivered over ${r.outcome.ip}, expected 127.0.0.1`)
-        const plugin = lib.parsePluginLine(r.log())
-        if (variant === 'plugin' && !plugin) throw new Error(`no happy-eyeballs log line:\n${r.log()}`)
+        const plugin = r.outcome.record
+        if (variant === 'plugin' && !plugin) throw new Error(`no happy-eyeballs delivery record:\n${r.log()}`)
         return { ms: r.ms, failed: failedSocketLines(r.log()), plugin, pre }
       })
       samples[variant].push(info.ms)
@@ -197,7 +192,7 @@ const SCENARIOS = [
     title: 'Black-holed AAAA in front of a working A',
     slow: true,
     async run(ctx) {
-      const scope = lib.makeScope('scenario 1')
+      const scope = support.makeScope('scenario 1')
       try {
         const { sinks } = await standIns(scope, { sinks: ['127.0.0.1'], holes: ['::1'] })
         const { samples, runsInfo } = await timedDeliveries(ctx, {
@@ -226,7 +221,7 @@ const SCENARIOS = [
           details: [
             `MX hole.bench → mx.hole.bench: AAAA ::1 (black hole), A 127.0.0.1 (sink).`,
             `Stock: ${runsInfo.stock[0].failed.length} failed attempt(s) per message: ${stockFailures(runsInfo)}.`,
-            `Plugin log (run 1): \`${runsInfo.plugin[0].plugin.line}\``,
+            `Plugin log (run 1): \`${describeDelivery(runsInfo.plugin[0].plugin)}\``,
           ],
           samples,
           unit: 'ms',
@@ -241,7 +236,7 @@ const SCENARIOS = [
     title: 'Two MX hosts, each with two black-holed AAAA and one A',
     slow: true,
     async run(ctx) {
-      const scope = lib.makeScope('scenario 2')
+      const scope = support.makeScope('scenario 2')
       try {
         const { sinks } = await standIns(scope, { sinks: ['127.0.0.1', '127.0.0.2'], holes: ['::1'] })
         const { samples, runsInfo } = await timedDeliveries(ctx, {
@@ -268,7 +263,7 @@ const SCENARIOS = [
             'MX 10 mx1.two.bench: AAAA ::1, ::1 (black hole), A 127.0.0.1 (sink); ' +
               'MX 20 mx2.two.bench: AAAA ::1, ::1, A 127.0.0.2 (sink).',
             `Stock: ${runsInfo.stock[0].failed.length} failed attempt(s) per message: ${stockFailures(runsInfo)}.`,
-            `Plugin log (run 1): \`${runsInfo.plugin[0].plugin.line}\``,
+            `Plugin log (run 1): \`${describeDelivery(runsInfo.plugin[0].plugin)}\``,
           ],
           samples,
           unit: 'ms',
@@ -286,7 +281,7 @@ const SCENARIOS = [
     slow: !LINK_LOCAL_CONNECT.fails,
     async run(ctx) {
       assertZonelessLinkLocalStaysHere(LINK_LOCAL_CONNECT)
-      const scope = lib.makeScope('scenario 3')
+      const scope = support.makeScope('scenario 3')
       try {
         const { sinks } = await standIns(scope, { sinks: ['127.0.0.1'] })
         const { samples, runsInfo } = await timedDeliveries(ctx, {
@@ -301,8 +296,10 @@ const SCENARIOS = [
         // Stock: each failed connect logs a line, the one that worked does not.
         const stockAttempts = median(runsInfo.stock.map((r) => r.failed.length + 1))
         const stockFailed = median(runsInfo.stock.map((r) => r.failed.length))
-        const pluginAttempts = median(runsInfo.plugin.map((r) => r.plugin.race.length))
-        const pluginFiltered = median(runsInfo.plugin.map((r) => r.plugin.filtered.length))
+        const pluginAttempts = median(
+          runsInfo.plugin.map((r) => (r.plugin.race ? r.plugin.race.attempts.length : 0)),
+        )
+        const pluginFiltered = median(runsInfo.plugin.map((r) => r.plugin.plan.filtered.length))
         return {
           rows: [
             {
@@ -324,7 +321,7 @@ const SCENARIOS = [
           details: [
             `MX seed.bench → mx.seed.bench: AAAA ${LINK_LOCAL}, A 127.0.0.1 (sink).`,
             `Stock attempts: its \`Failed to get socket\` lines plus the connect that worked: ${stockFailures(runsInfo)}.`,
-            `Plugin attempts: the entries of its race timeline. Log (run 1): \`${runsInfo.plugin[0].plugin.line}\``,
+            `Plugin attempts: the entries of its race timeline. Log (run 1): \`${describeDelivery(runsInfo.plugin[0].plugin)}\``,
           ],
           samples,
           unit: 'ms',
@@ -339,7 +336,7 @@ const SCENARIOS = [
     title: 'Second message to the MX of scenario 1 (health cache warm)',
     slow: true,
     async run(ctx) {
-      const scope = lib.makeScope('scenario 4')
+      const scope = support.makeScope('scenario 4')
       try {
         const { sinks } = await standIns(scope, { sinks: ['127.0.0.1'], holes: ['::1'] })
         const timeoutMs = CONNECT_TIMEOUT_S * 1000 + 20000
@@ -350,7 +347,7 @@ const SCENARIOS = [
           sinks,
           timeoutMs,
           // The first message, in the same Haraka process, is what fills the health cache.
-          before: async (h) => (await lib.mustDeliver(h, sinks, 'hole.bench', { timeoutMs })).ms,
+          before: async (h) => (await support.mustDeliver(h, sinks, 'hole.bench', { timeoutMs })).ms,
         })
         const stock = median(samples.stock)
         const plugin = median(samples.plugin)
@@ -370,7 +367,7 @@ const SCENARIOS = [
             `First messages (not in the medians): stock ${runsInfo.stock.map((r) => fmtMs(r.pre)).join(', ')}; ` +
               `plugin ${runsInfo.plugin.map((r) => fmtMs(r.pre)).join(', ')}.`,
             `Stock, second message: ${runsInfo.stock[0].failed.length} failed attempt(s) again (no memory of the first).`,
-            `Plugin log, second message (run 1): \`${runsInfo.plugin[0].plugin.line}\``,
+            `Plugin log, second message (run 1): \`${describeDelivery(runsInfo.plugin[0].plugin)}\``,
           ],
           samples,
           unit: 'ms',
@@ -385,7 +382,7 @@ const SCENARIOS = [
     title: `Happy path: ${BULK_MESSAGES} messages, both families healthy`,
     slow: false,
     async run(ctx) {
-      const scope = lib.makeScope('scenario 5')
+      const scope = support.makeScope('scenario 5')
       try {
         const { sinks } = await standIns(scope, { sinks: ['::1', '127.0.0.1'] })
         const rates = { stock: [], plugin: [] }
@@ -502,43 +499,18 @@ const SCENARIOS = [
 
 /** Scenario 5, one run: warm-up, then BULK_MESSAGES through a pooled client at bounded concurrency. */
 async function bulkRun(h, sinks, tag) {
-  const nodemailer = require('nodemailer')
-  const transport = nodemailer.createTransport({
-    host: '127.0.0.1',
-    port: h.port,
-    secure: false,
-    ignoreTLS: true,
-    name: 'client.test',
-    pool: true,
-    maxConnections: BULK_CONCURRENCY,
-    maxMessages: Infinity,
-    connectionTimeout: 10000,
-    greetingTimeout: 10000,
-    socketTimeout: 30000,
-  })
+  const transport = support.submitTransport(h.port, { pool: BULK_CONCURRENCY })
   const send = (to) => transport.sendMail({ from: 'sender@haraka.test', to, subject: 'bench', text: 'hello' })
   const countOf = (prefix) =>
     sinks.reduce((n, s) => n + s.messages.filter((m) => m.to[0].startsWith(prefix)).length, 0)
-  const until = (check, timeoutMs, what) =>
-    new Promise((resolve, reject) => {
-      const started = Date.now()
-      const timer = setInterval(() => {
-        if (check()) {
-          clearInterval(timer)
-          resolve()
-        } else if (Date.now() - started > timeoutMs) {
-          clearInterval(timer)
-          reject(new Error(`timed out waiting for ${what}`))
-        }
-      }, 5)
-    })
+  const until = (check, timeoutMs, what) => support.waitUntil(check, timeoutMs, what, { everyMs: 5 })
   try {
     const warm = `warm-${tag}-`
     await Promise.all(Array.from({ length: BULK_WARMUP }, (_, i) => send(`${warm}${i}@happy.bench`)))
     await until(() => countOf(warm) >= BULK_WARMUP, 30000, 'the warm-up messages')
 
     const prefix = `bulk-${tag}-`
-    const cpu0 = lib.procCpuMs(h.pid)
+    const cpu0 = support.procCpuMs(h.pid)
     const t0 = performance.now()
     await Promise.all(Array.from({ length: BULK_MESSAGES }, (_, i) => send(`${prefix}${i}@happy.bench`)))
     await until(() => countOf(prefix) >= BULK_MESSAGES, 180000, `${BULK_MESSAGES} messages at the sinks`)
@@ -549,8 +521,8 @@ async function bulkRun(h, sinks, tag) {
       .messages.filter((m) => m.to[0].startsWith(prefix)).length
     return {
       rate: BULK_MESSAGES / ((last - t0) / 1000),
-      cpuMsPerMsg: (lib.procCpuMs(h.pid) - cpu0) / BULK_MESSAGES,
-      hwmMiB: lib.procStatusKb(h.pid, 'VmHWM') / 1024,
+      cpuMsPerMsg: (support.procCpuMs(h.pid) - cpu0) / BULK_MESSAGES,
+      hwmMiB: support.procStatusKb(h.pid, 'VmHWM') / 1024,
       viaV6,
     }
   } finally {
@@ -622,7 +594,9 @@ function machine() {
 function printTable(rows) {
   const header = ['#', 'scenario', 'stock median', 'plugin median', 'ratio']
   const body = rows.map((r) => [String(r.id), r.what, r.stock, r.plugin, r.ratio])
-  const table = lib.columns([header, header.map((h) => '-'.repeat(h.length)), ...body], { align: 'rlrrl' })
+  const table = support.columns([header, header.map((h) => '-'.repeat(h.length)), ...body], {
+    align: 'rlrrl',
+  })
   log(table)
 }
 
@@ -807,10 +781,10 @@ async function formatMarkdown(text) {
 // ---------------------------------------------------------------------------------------
 
 async function main() {
-  lib.closeScopesOnExit()
+  support.closeScopesOnExit()
   const started = new Date()
   const t0 = performance.now()
-  const root = lib.makeScope('bench')
+  const root = support.makeScope('bench')
   const guard = setTimeout(() => {
     console.error(`bench: still running after ${BENCH_LIMIT_MS / 60000} min, stopping`)
     root.close().then(() => process.exit(1))
@@ -834,8 +808,7 @@ async function main() {
   const ctx = { dns: null }
   try {
     if (chosen.some((s) => s.id <= 5)) {
-      ctx.dns = await fixturesDns.start(ZONES)
-      root.defer(() => ctx.dns.close())
+      ctx.dns = await root.own(support.startDns(ZONES))
     }
     for (const s of chosen) {
       log(`\n[${s.id}] ${s.title}`)

@@ -8,25 +8,20 @@
 const path = require('node:path')
 const { parseArgs } = require('node:util')
 
-// The DNS fixture alone: the package's index also loads modules that print at load time.
-const fixturesDns = require('haraka-test-fixtures/lib/dns')
+const support = require('../support')
+const { describeDelivery } = require('../dist/lib/delivery')
 
-const harness = require('../test/e2e/harness')
-const lib = require('../bench/lib')
+const { LINK_LOCAL, V4_RECORDS, columns, fmtMs, oneMx } = support
 
-const { LINK_LOCAL, columns, fmtMs } = lib
-
-const HARAKA_VERSION = require(path.join(harness.HARAKA_VERSIONS['3.3.4'], 'package.json')).version
+const HARAKA_VERSION = require(path.join(support.HARAKA_VERSIONS['3.3.4'], 'package.json')).version
 const DOMAIN = 'dual.example'
 const MX = `mx.${DOMAIN}`
 const WARM = 'ok.example'
 const ZONES = {
-  [DOMAIN]: { mx: [{ preference: 10, exchange: MX }] },
-  [MX]: { aaaa: [LINK_LOCAL, '::1'], a: ['127.0.0.1'] },
+  ...oneMx(DOMAIN, { aaaa: [LINK_LOCAL, '::1'], a: ['127.0.0.1'] }),
   // A healthy domain for one untimed message per Haraka, so that neither run's timing
   // includes Haraka's loading of its outbound modules on first use.
-  [WARM]: { mx: [{ preference: 10, exchange: `mx.${WARM}` }] },
-  [`mx.${WARM}`]: { a: ['127.0.0.1'] },
+  ...oneMx(WARM, V4_RECORDS),
 }
 const PLUGIN_CONNECT_TIMEOUT_S = 30
 
@@ -46,42 +41,43 @@ const STOCK_CONNECT_TIMEOUT_S = args.quick ? 5 : 30
 const out = (text = '') => process.stdout.write(`${text}\n`)
 const heading = (text) => out(`\n${text}\n${'-'.repeat(text.length)}`)
 
-/** The interesting fields of Haraka's `delivered` line. */
-function deliveredFields(line) {
-  const pick = (k) => (new RegExp(`\\b${k}=("[^"]*"|\\S+)`).exec(line) || [])[1] || ''
-  return {
-    host: pick('host'),
-    ip: pick('ip'),
-    port: pick('port'),
-    delay: pick('delay'),
-    response: pick('response'),
-  }
-}
-
-/** Haraka's delivered line and the sink's receipt time, as two aligned lines. */
-function describeDelivery(r) {
-  const d = deliveredFields(r.outcome.line)
+/** Haraka's delivered hook parameters and the sink's receipt time, as two aligned lines. */
+function deliveryLines(r) {
+  const o = r.outcome
   return columns(
     [
-      ['Haraka', `delivered to ${d.host} ip=${d.ip} port=${d.port}, reply ${d.response}`],
+      ['Haraka', `delivered to ${o.host} ip=${o.ip} port=${o.port}, reply ${o.response}`],
       ['sink', `received after ${fmtMs(r.ms)} (injection → sink receipt)`],
     ],
     { indent: '  ' },
   )
 }
 
+const showTarget = (t) => (t.family === 'ipv6' ? `[${t.address}]:${t.port}` : `${t.address}:${t.port}`)
+
+/** One race attempt as the demo's timeline row: start, target, what happened. */
+function attemptRow(a) {
+  const what = a.outcome === 'failed' || a.outcome === 'timed out' ? `${a.outcome} (${a.error})` : a.outcome
+  const took = a.endMs === undefined ? '' : ` after ${a.endMs - a.startMs} ms`
+  return [`+${a.startMs} ms`, showTarget(a.target), `${what}${took}`]
+}
+
 async function pluginRun(dns) {
-  const scope = lib.makeScope('plugin run')
+  const scope = support.makeScope('plugin run')
   try {
-    const hole = await lib.blackHole(scope, '::1')
+    const hole = await scope.own(support.startBlackHole({ host: '::1' }))
     const port = hole.port
-    const sink = await lib.sink(scope, '127.0.0.1', port)
-    const h = await lib.haraka(scope, {
-      dnsPort: dns.port,
-      plugins: ['happy-eyeballs'],
-      outbound: { connect_timeout: PLUGIN_CONNECT_TIMEOUT_S },
-      files: { 'happy_eyeballs.ini': lib.pluginIni(port) },
-    })
+    const sink = await scope.own(support.startSink({ host: '127.0.0.1', port }))
+    const h = await scope.own(
+      support.startHaraka({
+        dnsPort: dns.port,
+        plugins: ['happy-eyeballs'],
+        outbound: { connect_timeout: PLUGIN_CONNECT_TIMEOUT_S },
+        files: { 'happy_eyeballs.ini': support.pluginIni(port) },
+        // The demo shows this working tree as built.
+        pluginFrom: 'checkout',
+      }),
+    )
 
     heading(`2. Haraka ${HARAKA_VERSION} + happy-eyeballs`)
     out(
@@ -98,66 +94,59 @@ async function pluginRun(dns) {
         ['SMTP sink', `127.0.0.1:${port}`],
       ]),
     )
-    await lib.mustDeliver(h, [sink], WARM)
+    await support.mustDeliver(h, [sink], WARM)
     out(`warm-up message to ${WARM} delivered (not timed)`)
 
-    const r = await lib.deliverOne(h, [sink], DOMAIN, { timeoutMs: 20000 })
+    const r = await support.deliverOne(h, [sink], DOMAIN, { timeoutMs: 20000 })
     out(`injected a message for rcpt@${DOMAIN} (queue id ${r.uuid || '?'})`)
-    const parsed = lib.parsePluginLine(r.log())
-    if (!parsed) throw new Error(`no happy-eyeballs log line for ${DOMAIN}:\n${r.log()}`)
+    const record = r.outcome.record
+    if (!record || !record.plan) throw new Error(`no happy-eyeballs plan for ${DOMAIN}:\n${r.log()}`)
+    const attempts = record.race ? record.race.attempts : []
+    const winner = record.decision.winner ? record.decision.winner.address : ''
 
     out('\nPlan (the order Haraka is given)')
     out(
       columns(
         [
-          ...parsed.kept.map((k, i) => [`kept ${i + 1}`, k.exchange, k.address, '']),
-          ...parsed.filtered.map((f) => ['filtered', f.exchange, f.address, f.reason]),
+          ...record.plan.kept.map((k, i) => [`kept ${i + 1}`, k.exchange, k.address, '']),
+          ...record.plan.filtered.map((f) => ['filtered', f.exchange, f.address, f.reason]),
         ],
         { indent: '  ' },
       ),
     )
     out('\nRace (RFC 8305: next address after 250 ms without an answer)')
-    out(
-      columns([...parsed.race.map((a) => [`+${a.startMs} ms`, a.target, a.result])], {
-        indent: '  ',
-        align: 'r',
-      }),
-    )
-    out(`  winner ${parsed.winner || '(none)'}`)
+    out(columns(attempts.map(attemptRow), { indent: '  ', align: 'r' }))
+    out(`  winner ${winner || '(none)'}`)
 
     out('\nDelivery')
     if (r.outcome.kind !== 'delivered') {
       out(`  NOT delivered: ${r.outcome.line}`)
       return { ok: false }
     }
-    out(describeDelivery(r))
-    out(`\n  log: ${parsed.line}`)
-    const ok =
-      Boolean(r.message) &&
-      deliveredFields(r.outcome.line).ip === '127.0.0.1' &&
-      parsed.winner === '127.0.0.1'
-    return { ok, ms: r.ms, race: parsed.race, filtered: parsed.filtered.length }
+    out(deliveryLines(r))
+    out(`\n  log: ${describeDelivery(record)}`)
+    const ok = Boolean(r.message) && r.outcome.ip === '127.0.0.1' && winner === '127.0.0.1'
+    return { ok, ms: r.ms, race: attempts, filtered: record.plan.filtered.length }
   } finally {
     await scope.close()
   }
 }
 
 async function stockRun(dns) {
-  const scope = lib.makeScope('stock run')
+  const scope = support.makeScope('stock run')
   try {
     heading(`3. Stock Haraka ${HARAKA_VERSION} (no plugin)`)
     let hole, sink
     try {
-      hole = await lib.blackHole(scope, '::1', 25)
-      sink = await lib.sink(scope, '127.0.0.1', 25)
+      hole = await scope.own(support.startBlackHole({ host: '::1', port: 25 }))
+      sink = await scope.own(support.startSink({ host: '127.0.0.1', port: 25 }))
     } catch (err) {
       out(`cannot run the stock comparison: ${err.message}`)
       return { ok: false }
     }
-    const h = await lib.haraka(scope, {
-      dnsPort: dns.port,
-      outbound: { connect_timeout: STOCK_CONNECT_TIMEOUT_S },
-    })
+    const h = await scope.own(
+      support.startHaraka({ dnsPort: dns.port, outbound: { connect_timeout: STOCK_CONNECT_TIMEOUT_S } }),
+    )
     out(
       columns([
         [
@@ -170,14 +159,15 @@ async function stockRun(dns) {
         ['SMTP sink', '127.0.0.1:25'],
       ]),
     )
-    await lib.mustDeliver(h, [sink], WARM)
+    await support.mustDeliver(h, [sink], WARM)
     out(`warm-up message to ${WARM} delivered (not timed)`)
     out(`injected a message for rcpt@${DOMAIN}; stock tries every AAAA, then every A, one at a time ...`)
 
-    const watch = lib.watchLog(h, /\[outbound\]\s+Failed to get socket: (.*)$/)
+    // Stock Haraka's failed connects are in its log only.
+    const watch = support.collectLines(h, /\[outbound\]\s+Failed to get socket: (.*)$/)
     let r
     try {
-      r = await lib.deliverOne(h, [sink], DOMAIN, { timeoutMs: STOCK_CONNECT_TIMEOUT_S * 1000 + 20000 })
+      r = await support.deliverOne(h, [sink], DOMAIN, { timeoutMs: STOCK_CONNECT_TIMEOUT_S * 1000 + 20000 })
     } finally {
       watch.stop()
     }
@@ -198,7 +188,7 @@ async function stockRun(dns) {
       out(`  NOT delivered: ${r.outcome.line}`)
       return { ok: false, attempts: fails.length }
     }
-    out(describeDelivery(r))
+    out(deliveryLines(r))
     return { ok: Boolean(r.message), ms: r.ms, attempts: fails.length, waited: longest.waited }
   } finally {
     await scope.close()
@@ -206,8 +196,8 @@ async function stockRun(dns) {
 }
 
 async function main() {
-  lib.closeScopesOnExit()
-  const scope = lib.makeScope('demo')
+  support.closeScopesOnExit()
+  const scope = support.makeScope('demo')
   // Every wait below is bounded; this only guards against a hang nobody foresaw.
   const watchdog = setTimeout(() => {
     console.error('demo: still running after 100 s, stopping')
@@ -218,8 +208,7 @@ async function main() {
   let code = 0
   try {
     out(`Happy Eyeballs for Haraka: demo on loopback (Node ${process.version}, Haraka ${HARAKA_VERSION})`)
-    const dns = await fixturesDns.start(ZONES)
-    scope.defer(() => dns.close())
+    const dns = await scope.own(support.startDns(ZONES))
 
     heading('1. Test network (DNS answered by a fixture on loopback)')
     out(`DNS server 127.0.0.1:${dns.port} (UDP); every resolver in this demo is pointed at it`)

@@ -6,54 +6,12 @@
 
 const assert = require('node:assert/strict')
 const { spawn } = require('node:child_process')
-const fs = require('node:fs')
 const path = require('node:path')
 
+const { LINK_LOCAL, processTable, isAlive } = require('../support')
+
 const DEMO = path.join(__dirname, '..', 'demo', 'run.js')
-const LINK_LOCAL = 'fe80::d250:99ff:feda:9100'
 const DEMO_LIMIT_MS = 80000
-
-/** pid → [ppid, start time] for every process, read from /proc (empty where there is none). */
-function processTable() {
-  const table = new Map()
-  let entries
-  try {
-    entries = fs.readdirSync('/proc')
-  } catch {
-    return table
-  }
-  for (const name of entries) {
-    if (!/^\d+$/.test(name)) continue
-    const info = procInfo(Number(name))
-    if (info) table.set(Number(name), info)
-  }
-  return table
-}
-
-/** [ppid, start time] of a live process, or null. The start time tells a reused pid apart. */
-function procInfo(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-    // The command name (field 2) may hold spaces and parentheses: split after its last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    if (fields[0] === 'Z') return null
-    return [Number(fields[1]), fields[19]]
-  } catch {
-    return null
-  }
-}
-
-function alive(pid, startTime) {
-  const info = procInfo(pid)
-  if (info) return startTime === undefined || info[1] === startTime
-  if (fs.existsSync('/proc/self')) return false
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 /**
  * Runs the demo, collecting its output and, every 50 ms, every process descended from it.
@@ -152,7 +110,7 @@ describe('demo (node demo/run.js --quick)', function () {
   it('leaves none of the processes it started running', function () {
     // Haraka twice and the black hole twice, at the least.
     assert.ok(run.seen.size >= 4, `saw only ${run.seen.size} child process(es)\n${output()}`)
-    const left = [...run.seen].filter(([pid, start]) => alive(pid, start)).map(([pid]) => pid)
+    const left = [...run.seen].filter(([pid, start]) => isAlive(pid, start)).map(([pid]) => pid)
     assert.deepEqual(left, [], `still running: ${left.join(', ')}`)
   })
 })

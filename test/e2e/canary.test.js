@@ -14,7 +14,7 @@ const net = require('node:net')
 
 const fixtures = require('haraka-test-fixtures')
 
-const { startSink, startHaraka, sendMail, waitForOutcome, queuedUuid, freePort } = require('./harness')
+const { startSink, startHaraka, sendMail, waitForOutcome, queuedUuid, freePort } = require('../../support')
 
 const CANARY_V4 = [
   '127.0.0.2',

@@ -8,7 +8,7 @@ const assert = require('node:assert/strict')
 
 const fixtures = require('haraka-test-fixtures')
 
-const { startHaraka, sendMail, waitForOutcome, queuedUuid } = require('./harness')
+const { startHaraka, sendMail, waitForOutcome, queuedUuid } = require('../../support')
 
 // Logs what its deferred and bounce hooks were given, then steps aside.
 const OBSERVER = `'use strict'

@@ -26,7 +26,8 @@ const {
   waitForOutcome,
   queuedUuid,
   freePort,
-} = require('./harness')
+  seededRandom,
+} = require('../../support')
 
 const { defaultSettings } = require('../../dist/lib/config')
 const { OPTIONS, getField } = require('../../dist/lib/options')
@@ -78,14 +79,11 @@ const unknownSection = (section) =>
 const badEntry = (list, item) =>
   new RegExp(`happy_eyeballs\\.ini: \\[filter\\] ${list} entry ${re(JSON.stringify(item))} is .*; ignored$`)
 
-/** Deterministic junk bytes (a small LCG), with a few newlines so it spans lines. */
+/** Deterministic junk bytes, with a few newlines so it spans lines. */
 function junk(n, seed) {
+  const random = seededRandom(seed)
   const out = Buffer.alloc(n)
-  let x = seed >>> 0
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0
-    out[i] = i % 61 === 60 ? 0x0a : x >>> 24
-  }
+  for (let i = 0; i < n; i++) out[i] = i % 61 === 60 ? 0x0a : Math.floor(random() * 256)
   return out
 }
 

@@ -10,7 +10,7 @@ const net = require('node:net')
 
 const fixtures = require('haraka-test-fixtures')
 
-const { startSink, startHaraka, sendMail, waitForOutcome, queuedUuid, freePort } = require('./harness')
+const { startSink, startHaraka, sendMail, waitForOutcome, queuedUuid, freePort } = require('../../support')
 
 const PLUGIN_INI = '[filter]\nallow[]=127.0.0.0/8\nallow[]=::1/128\n'
 const OUTBOUND = {

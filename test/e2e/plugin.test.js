@@ -15,9 +15,8 @@ const {
   waitForOutcome,
   queuedUuid,
   freePort,
-} = require('./harness')
-
-const LINK_LOCAL = 'fe80::d250:99ff:feda:9100'
+  LINK_LOCAL,
+} = require('../../support')
 
 // Haraka 3.3.x skips loopback MX addresses unless local_mx_ok=true; 3.0.x only checks MX
 // host names it resolved itself, so the plugin's IP literals pass with its default.

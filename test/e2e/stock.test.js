@@ -8,14 +8,19 @@ const net = require('node:net')
 
 const fixtures = require('haraka-test-fixtures')
 
-const { startSink, startBlackHole, startHaraka, sendMail, waitForOutcome, queuedUuid } = require('./harness')
+const {
+  startSink,
+  startBlackHole,
+  startHaraka,
+  sendMail,
+  waitForOutcome,
+  queuedUuid,
+  oneMx,
+  SEED_RECORDS,
+} = require('../../support')
 const { zonelessLinkLocalConnect, assertZonelessLinkLocalStaysHere } = require('../support/link-local')
 
-const LINK_LOCAL = 'fe80::d250:99ff:feda:9100'
-const SEED_ZONES = {
-  'seed.test': { mx: [{ preference: 10, exchange: 'mx.seed.test' }] },
-  'mx.seed.test': { aaaa: [LINK_LOCAL], a: ['127.0.0.1'] },
-}
+const SEED_ZONES = oneMx('seed.test', SEED_RECORDS)
 
 /**
  * Tries one TCP connect and reports 'connected', 'error:<code>' or 'pending' (still not

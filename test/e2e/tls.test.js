@@ -18,7 +18,7 @@ const {
   sendMail,
   waitForOutcome,
   queuedUuid,
-} = require('./harness')
+} = require('../../support')
 
 const MX = 'mx.tls.test'
 const OTHER = 'other.tls.test'
