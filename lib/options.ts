@@ -102,6 +102,12 @@ export interface AddressOption extends Row {
   family: Family
 }
 
+/** `IP:port` or `[IPv6]:port` to listen on; none by default (off). */
+export interface ListenOption extends Row {
+  type: 'listen'
+  field: PathTo<string>
+}
+
 export type Option =
   | BooleanOption
   | IntegerOption
@@ -110,6 +116,7 @@ export type Option =
   | CidrListOption
   | BlockListOption
   | AddressOption
+  | ListenOption
 
 // ---------------------------------------------------------------------------------------
 
@@ -275,6 +282,13 @@ export const OPTIONS = [
     min: 10,
     max: 1000000,
     why: 'bound on remembered outcomes; least recently used go first',
+  },
+  {
+    section: 'metrics',
+    key: 'listen',
+    type: 'listen',
+    field: 'metrics.listen',
+    why: 'where to serve Prometheus metrics at /metrics; none serves nothing',
   },
 ] as const satisfies readonly Option[]
 

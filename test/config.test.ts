@@ -151,7 +151,7 @@ describe('config', () => {
 
     it('the shipped config/happy_eyeballs.ini parses to exactly the defaults with no problems', () => {
       const raw = readIni(fs.readFileSync(SHIPPED_INI, 'utf8'))
-      assert.deepEqual(Object.keys(raw).sort(), ['bind', 'cache', 'dns', 'filter', 'main', 'race'])
+      assert.deepEqual(Object.keys(raw).sort(), ['bind', 'cache', 'dns', 'filter', 'main', 'metrics', 'race'])
       assert.deepEqual(parse(raw), { settings: DEFAULTS, problems: [] })
     })
 
@@ -604,6 +604,8 @@ describe('config', () => {
           '[cache]',
           'ttl_s=0',
           'max_entries=10',
+          '[metrics]',
+          'listen=[::1]:9464',
         ].join('\n'),
       )
       const { settings, problems } = parse(raw)
@@ -624,8 +626,50 @@ describe('config', () => {
         bind: { ipv4: '192.0.2.25', ipv6: '2001:db8::25' },
         race: { enabled: false, attemptDelayMs: 100, groupDelayMs: 0, deadlineMs: 9000 },
         cache: { ttlS: 0, maxEntries: 10 },
+        metrics: { listen: '[::1]:9464' },
       })
     })
+
+    it('metrics listen takes IPv4:port and [IPv6]:port, written back the same way', () => {
+      for (const [text, shown] of [
+        ['127.0.0.1:9464', '127.0.0.1:9464'],
+        [' [::1]:9464 ', '[::1]:9464'],
+        ['0.0.0.0:1', '0.0.0.0:1'],
+        ['[::]:65535', '[::]:65535'],
+      ]) {
+        const { settings, problems } = parse({ metrics: { listen: text } })
+        assert.deepEqual(problems, [], text)
+        assert.equal(settings.metrics.listen, shown, text)
+      }
+    })
+  })
+
+  describe('metrics listen, bad values', () => {
+    const bad = [
+      '9464',
+      '127.0.0.1',
+      'localhost:9464',
+      '127.0.0.1:0',
+      '127.0.0.1:65536',
+      '127.0.0.1:99999',
+      '::1:9464',
+      '[127.0.0.1]:9464',
+      '[::1]',
+      '127.0.0.1:94x4',
+      'http://127.0.0.1:9464/metrics',
+    ]
+    for (const text of bad) {
+      it(`${JSON.stringify(text)} is reported by name and leaves metrics off`, () => {
+        const { settings, problems } = parse({ metrics: { listen: text } })
+        assert.equal(settings.metrics.listen, undefined)
+        assert.equal(problems.length, 1)
+        assert.ok(
+          problems[0].startsWith(`[metrics] listen=${JSON.stringify(text)} is not IP:port`),
+          problems[0],
+        )
+        assert.match(problems[0], /using "no metrics"$/)
+      })
+    }
   })
 
   describe('isDnsServer', () => {

@@ -33,6 +33,7 @@ const TYPES: readonly string[] = [
   'cidr-list',
   'block-list',
   'address',
+  'listen',
 ]
 const id = (o: Option): string => `[${o.section}] ${o.key}`
 const isList = (o: Option): boolean => o.type === 'cidr-list' || o.type === 'block-list'
@@ -84,6 +85,8 @@ function assertStatesRange(o: Option, text: string, where: string): void {
         return ['CIDRs or range names']
       case 'address':
         return [`address for ${o.family === 'ipv4' ? 'IPv4' : 'IPv6'}`]
+      case 'listen':
+        return ['IP:port', '[IPv6]:port']
     }
   })()
   for (const w of words) {
@@ -94,7 +97,7 @@ function assertStatesRange(o: Option, text: string, where: string): void {
 
 describe('options table', () => {
   it('each row has a known type, a one-line reason, and what its type needs', () => {
-    assert.ok(OPTIONS.length >= 18, `${OPTIONS.length} rows`)
+    assert.ok(OPTIONS.length >= 19, `${OPTIONS.length} rows`)
     for (const o of OPTIONS) {
       assert.ok(TYPES.includes(o.type), `${id(o)}: type ${o.type}`)
       assert.match(o.section, /^[a-z]+$/, id(o))
@@ -153,6 +156,8 @@ describe('options table', () => {
         return '192.0.2.0/24, private'
       case 'address':
         return o.family === 'ipv4' ? '127.0.0.1' : '::1'
+      case 'listen':
+        return '[::1]:9464'
     }
     // Reached only by a type the switch does not know yet.
     throw new Error(`no value for the type ${(o as { type: string }).type}`)
