@@ -165,9 +165,6 @@ export const METRIC = {
   healthEntries: 'happy_eyeballs_health_entries',
 } as const
 
-// prom-client takes a counter's name without the `_total` it appends.
-const counterName = (name: string): string => name.replace(/_total$/, '')
-
 /** The plugin's metrics on a registry of their own (not prom-client's global one). */
 export class PluginMetrics {
   readonly registry: Registry
@@ -186,37 +183,37 @@ export class PluginMetrics {
     this.registry = registry
     const registers = [registry]
     this.attempts = new Counter({
-      name: counterName(METRIC.attempts),
+      name: METRIC.attempts,
       help: 'Connect attempts to MX addresses, by family, outcome and whose attempt it was (race or haraka)',
       labelNames: ['family', 'outcome', 'by'],
       registers,
     })
     this.deliveries = new Counter({
-      name: counterName(METRIC.deliveries),
+      name: METRIC.deliveries,
       help: 'Messages this plugin routed that Haraka delivered, by family of the delivering address',
       labelNames: ['family'],
       registers,
     })
     this.deferrals = new Counter({
-      name: counterName(METRIC.deferrals),
+      name: METRIC.deferrals,
       help: 'Deferrals whose DSN status this plugin set, by status',
       labelNames: ['status'],
       registers,
     })
     this.bounces = new Counter({
-      name: counterName(METRIC.bounces),
+      name: METRIC.bounces,
       help: 'Bounces whose DSN status this plugin set, by status',
       labelNames: ['status'],
       registers,
     })
     this.fallbacks = new Counter({
-      name: counterName(METRIC.fallbacks),
+      name: METRIC.fallbacks,
       help: 'Messages that started on one family and connected last over the other',
       labelNames: ['from', 'to'],
       registers,
     })
     this.filtered = new Counter({
-      name: counterName(METRIC.filtered),
+      name: METRIC.filtered,
       help: 'MX addresses dropped from a plan, by family and reason (range name, blocked, not-an-ip-address)',
       labelNames: ['family', 'reason'],
       registers,
