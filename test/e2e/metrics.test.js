@@ -236,6 +236,43 @@ for (const version of ['3.3.4', '3.0.3']) {
       assert.deepEqual(listeningPorts(h.pid), [h.port])
     })
 
+    it('in cluster mode (nodes=2) the master alone listens and serves the sum over its workers', async function () {
+      const sink = await startSink({ host: '127.0.0.1', port: await freePort() })
+      cleanup.push(() => sink.close())
+      dns.setZone('ok.test', { a: ['127.0.0.1'] })
+      const metricsPort = await freePort()
+      const h = await startHaraka({
+        version,
+        dnsPort: dns.port,
+        nodes: 2,
+        plugins: ['happy-eyeballs'],
+        outbound: OUTBOUND[version],
+        files: {
+          'happy_eyeballs.ini': `[filter]\nallow[]=127.0.0.0/8\n[main]\nport=${sink.port}\n[metrics]\nlisten=127.0.0.1:${metricsPort}\n`,
+        },
+      })
+      cleanup.push(() => h.stop())
+      await h.waitForLog(new RegExp(`serving metrics at http://127\\.0\\.0\\.1:${metricsPort}/metrics`))
+      // The master holds the SMTP socket for its workers (round robin) and the metrics one.
+      assert.deepEqual(
+        listeningPorts(h.pid),
+        [h.port, metricsPort].sort((a, b) => a - b),
+      )
+      for (let i = 0; i < 4; i++) assert.equal((await send(h, `rcpt${i}@ok.test`)).kind, 'delivered')
+      const series = await until(
+        async () => seriesOf((await scrape(`127.0.0.1:${metricsPort}`)).body),
+        (s) => s['happy_eyeballs_deliveries_total{family="ipv4"}'] >= 4,
+      )
+      assert.equal(series['happy_eyeballs_deliveries_total{family="ipv4"}'], 4)
+      assert.equal(
+        series['happy_eyeballs_connect_attempts_total{by="race",family="ipv4",outcome="connected"}'],
+        4,
+      )
+      assert.equal(series.happy_eyeballs_race_duration_seconds_count, 4)
+      // Only one "serving" line: no worker tried the port.
+      assert.equal(h.log().match(/serving metrics at/g).length, 1)
+    })
+
     it('a reload that changes listen closes the old endpoint and opens the new one', async function () {
       const first = await freePort()
       const second = await freePort('::1')
