@@ -60,6 +60,7 @@ function shownDefault(key) {
   assert.ok(o, `no option ${key}`)
   if (o.type === 'dns-servers') return '"the system resolvers"'
   if (o.type === 'address') return '"no bind"'
+  if (o.type === 'listen') return '"no metrics"'
   return JSON.stringify(o.default)
 }
 
@@ -395,6 +396,8 @@ function badValuesOf(o) {
       return ['::/129', 'not-a-range', 'Link-Local'].map(entry)
     case 'address':
       return [o.family === 'ipv4' ? '::1' : '127.0.0.1', 'localhost', '127.0.0.1/8'].map(value)
+    case 'listen':
+      return ['localhost:9464', '127.0.0.1:0', '127.0.0.1:70000', '::1:9464', '9464'].map(value)
   }
   throw new Error(`no bad values for the option type ${o.type}`)
 }
