@@ -27,6 +27,8 @@ import {
   type PolicyRefusal,
   switchedHosts,
 } from './lib/sender-policy'
+import { processMetrics } from './lib/metrics'
+import { serveMetrics, stopServingMetrics } from './lib/metrics-server'
 
 type Next = Haraka.Next
 type HMail = Haraka.HMail
@@ -51,12 +53,18 @@ const LOG_PREFIX = 'happy-eyeballs: '
 
 export function register(this: Plugin): void {
   this.load_happy_eyeballs_ini()
+  // Counted first of all (Haraka runs equal priorities in the order they were registered),
+  // from Haraka's own error: "Tried all MXs" before the explanation below replaces it.
+  this.register_hook('delivered', 'count_delivery', -100)
+  this.register_hook('deferred', 'count_deferral', -100)
+  this.register_hook('bounce', 'count_bounce', -100)
   this.register_hook('get_mx', 'route_mx', 50)
   // First of all deferred/bounce hooks, wherever config/plugins lists this plugin: every
   // other plugin's hook and Haraka's own "Temp failing" line then read the explained reason.
   this.register_hook('deferred', 'explain_deferral', -100)
   this.register_hook('bounce', 'explain_bounce', -100)
   this.register_hook('delivered', 'explain_delivery')
+  processMetrics.healthFrom(() => this.happy_eyeballs?.health.size ?? 0)
 }
 
 /** The message each record belongs to, so a refusal seen on a socket reaches its queue notes. */
@@ -78,6 +86,25 @@ export function load_happy_eyeballs_ini(this: Plugin): void {
     // Without a state the hook steps aside (CONT): Haraka routes as if the plugin were absent.
     this.logerror(`${LOG_PREFIX}could not apply happy_eyeballs.ini, stepping aside: ${describeError(err)}`)
   }
+  serveMetrics(settings.metrics.listen, smtpNodes(this), processMetrics.registry, (level, msg) => {
+    if (level === 'info') this.loginfo(LOG_PREFIX + msg)
+    else if (level === 'warn') this.logwarn(LOG_PREFIX + msg)
+    else this.logerror(LOG_PREFIX + msg)
+  })
+}
+
+/** smtp.ini `nodes`: whether this Haraka runs a cluster of workers. */
+function smtpNodes(plugin: Plugin): unknown {
+  try {
+    const smtp = plugin.config.get('smtp.ini', 'ini') as { main?: { nodes?: unknown } } | undefined
+    return smtp?.main?.nodes
+  } catch {
+    return undefined
+  }
+}
+
+export function shutdown(this: Plugin): void {
+  void stopServingMetrics()
 }
 
 function buildState(plugin: Plugin, settings: Settings): State {
@@ -375,6 +402,40 @@ export function explain_bounce(this: Plugin, next: Next, hmail: HMail, err: unkn
     applyPendingDsn(hmail, String(err ?? ''), true)
   } catch (err) {
     this.logerror(`${LOG_PREFIX}could not set the bounce reason: ${describeError(err)}`)
+  }
+  next()
+}
+
+/** The record of a message this plugin routed, if it has one. */
+const recordOf = (hmail: HMail): DeliveryRecord | undefined =>
+  hmail?.notes?.[RECORD_NOTE] as DeliveryRecord | undefined
+
+export function count_delivery(this: Plugin, next: Next, hmail: HMail, params: unknown[]): void {
+  try {
+    const record = recordOf(hmail)
+    if (record) processMetrics.delivered(record, Array.isArray(params) ? params[1] : undefined)
+  } catch (err) {
+    this.logerror(`${LOG_PREFIX}could not count a delivery: ${describeError(err)}`)
+  }
+  next()
+}
+
+export function count_deferral(this: Plugin, next: Next, hmail: HMail, params: { err?: string }): void {
+  try {
+    const record = recordOf(hmail)
+    if (record) processMetrics.failed(record, String(params?.err ?? ''), false)
+  } catch (err) {
+    this.logerror(`${LOG_PREFIX}could not count a deferral: ${describeError(err)}`)
+  }
+  next()
+}
+
+export function count_bounce(this: Plugin, next: Next, hmail: HMail, err: unknown): void {
+  try {
+    const record = recordOf(hmail)
+    if (record) processMetrics.failed(record, String(err ?? ''), true)
+  } catch (e) {
+    this.logerror(`${LOG_PREFIX}could not count a bounce: ${describeError(e)}`)
   }
   next()
 }

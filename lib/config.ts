@@ -37,6 +37,8 @@ export interface Settings {
   cache: { ttlS: number; maxEntries: number }
   family: { ipv4Only: string[]; ipv6Only: string[]; preferIpv4: string[]; preferIpv6: string[] }
   policy: { enabled: boolean; patterns: string[]; ttlS: number }
+  /** `listen`: normalized `IP:port` or `[IPv6]:port`; absent: no metrics endpoint. */
+  metrics: { listen?: string }
 }
 
 export interface ParsedSettings {
@@ -66,6 +68,7 @@ function applyDefault(settings: Settings, o: Option): void {
       setField(settings, o.field, [])
       return setField(settings, o.rangesField, new Set())
     case 'address':
+    case 'listen':
       return setField(settings, o.field, undefined)
   }
 }
@@ -108,6 +111,31 @@ export function isDnsServer(text: string): boolean {
   return net.isIP(m[1]) !== 0 && port >= 1 && port <= 65535
 }
 
+export interface ListenAddress {
+  host: string
+  port: number
+}
+
+/**
+ * `127.0.0.1:9464` or `[::1]:9464`: an IP literal (no name, so nothing is looked up) and a
+ * port from 1 to 65535. Undefined for anything else.
+ */
+export function parseListen(text: string): ListenAddress | undefined {
+  const t = text.trim()
+  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(t) ?? /^([^:[\]]+):(\d{1,5})$/.exec(t)
+  if (!m) return undefined
+  const host = m[1]
+  const port = Number(m[2])
+  const family = net.isIP(host)
+  // An IPv6 address is written in brackets, an IPv4 one without.
+  if (family === 0 || (family === 6) !== t.startsWith('[')) return undefined
+  return port >= 1 && port <= 65535 ? { host, port } : undefined
+}
+
+/** `[::1]:9464`, `127.0.0.1:9464`: how a listen address is written. */
+export const showListen = (l: ListenAddress): string =>
+  net.isIP(l.host) === 6 ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`
+
 /** The default as a problem line names it after "using"; the lists of entries have none. */
 function shownDefault(o: Option): string {
   switch (o.type) {
@@ -119,6 +147,8 @@ function shownDefault(o: Option): string {
       return show('the system resolvers')
     case 'address':
       return show('no bind')
+    case 'listen':
+      return show('no metrics')
     case 'cidr-list':
     case 'block-list':
     case 'pattern-list':
@@ -248,6 +278,12 @@ function readOption(o: Option, v: RawValue, settings: Settings, problems: string
       const s = String(v).trim()
       if (net.isIP(s) === (o.family === 'ipv4' ? 4 : 6)) setField(settings, o.field, s)
       else bad(`an ${o.family === 'ipv4' ? 'IPv4' : 'IPv6'} address`)
+      break
+    }
+    case 'listen': {
+      const listen = parseListen(String(v))
+      if (listen) setField(settings, o.field, showListen(listen))
+      else bad('IP:port or [IPv6]:port with a port from 1 to 65535')
       break
     }
   }

@@ -113,6 +113,12 @@ export interface AddressOption extends Row {
   family: Family
 }
 
+/** `IP:port` or `[IPv6]:port` to listen on; none by default (off). */
+export interface ListenOption extends Row {
+  type: 'listen'
+  field: PathTo<string>
+}
+
 export type Option =
   | BooleanOption
   | IntegerOption
@@ -122,6 +128,7 @@ export type Option =
   | BlockListOption
   | AddressOption
   | PatternListOption
+  | ListenOption
 
 // ---------------------------------------------------------------------------------------
 
@@ -354,6 +361,13 @@ export const OPTIONS = [
     min: 0,
     max: 2592000,
     why: 'how long an MX host that refused IPv6 by policy is reached over IPv4 only; 0 remembers nothing',
+  },
+  {
+    section: 'metrics',
+    key: 'listen',
+    type: 'listen',
+    field: 'metrics.listen',
+    why: 'where to serve Prometheus metrics at /metrics; none serves nothing',
   },
 ] as const satisfies readonly Option[]
 

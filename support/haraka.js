@@ -118,7 +118,8 @@ function pluginDnsOnLoopback(ini, dnsPort) {
  * Starts a real Haraka process in a fresh temp dir, listening on 127.0.0.1:<free port>.
  * @param {{version?: string, dnsPort: number, plugins?: string[], outbound?: object,
  *   files?: Object<string, string>, pluginFiles?: Object<string, string>, caCert?: string,
- *   forceTlsHosts?: string[]}} opts  `outbound`
+ *   forceTlsHosts?: string[], nodes?: number}} opts  `nodes` is smtp.ini nodes (cluster
+ *   workers, default 0: one process); `outbound`
  *   overrides outbound.ini key by key (a key set to undefined is left out, so Haraka's own
  *   default applies); `caCert` (PEM) is written into the temp dir and trusted by the process
  *   through NODE_EXTRA_CA_CERTS; `forceTlsHosts` writes tls.ini `[outbound] force_tls_hosts[]=`
@@ -156,6 +157,7 @@ async function startHaraka({
   caCert,
   forceTlsHosts,
   pluginFrom = 'package',
+  nodes = 0,
 } = {}) {
   const versionDir = HARAKA_VERSIONS[version]
   if (!versionDir) throw new Error(`unknown Haraka version ${version}`)
@@ -176,7 +178,7 @@ async function startHaraka({
     await fsp.mkdir(path.join(dir, 'plugins'))
     const write = (name, text) => fsp.writeFile(path.join(cfg, name), text)
 
-    await write('smtp.ini', `listen=127.0.0.1:${port}\nnodes=0\npublic_ip=127.0.0.1\n`)
+    await write('smtp.ini', `listen=127.0.0.1:${port}\nnodes=${Number(nodes) || 0}\npublic_ip=127.0.0.1\n`)
     const connIni = path.join(versionDir, 'config', 'connection.ini')
     if (fs.existsSync(connIni)) await fsp.copyFile(connIni, path.join(cfg, 'connection.ini'))
     await write('me', 'haraka.test\n')

@@ -115,7 +115,7 @@ describe('config', () => {
       for (const o of OPTIONS) {
         const where = `[${o.section}] ${o.key} at ${o.field}`
         const value = getField(settings, o.field)
-        if (o.type === 'address') assert.equal(value, undefined, where)
+        if (o.type === 'address' || o.type === 'listen') assert.equal(value, undefined, where)
         else if (o.type === 'dns-servers' || o.type === 'cidr-list' || o.type === 'pattern-list')
           assert.deepEqual(value, [], where)
         else if (o.type === 'block-list') {
@@ -159,6 +159,7 @@ describe('config', () => {
         'family',
         'filter',
         'main',
+        'metrics',
         'policy',
         'race',
       ])
@@ -614,6 +615,8 @@ describe('config', () => {
           '[cache]',
           'ttl_s=0',
           'max_entries=10',
+          '[metrics]',
+          'listen=[::1]:9464',
         ].join('\n'),
       )
       const { settings, problems } = parse(raw)
@@ -636,8 +639,50 @@ describe('config', () => {
         cache: { ttlS: 0, maxEntries: 10 },
         family: DEFAULTS.family,
         policy: DEFAULTS.policy,
+        metrics: { listen: '[::1]:9464' },
       })
     })
+
+    it('metrics listen takes IPv4:port and [IPv6]:port, written back the same way', () => {
+      for (const [text, shown] of [
+        ['127.0.0.1:9464', '127.0.0.1:9464'],
+        [' [::1]:9464 ', '[::1]:9464'],
+        ['0.0.0.0:1', '0.0.0.0:1'],
+        ['[::]:65535', '[::]:65535'],
+      ]) {
+        const { settings, problems } = parse({ metrics: { listen: text } })
+        assert.deepEqual(problems, [], text)
+        assert.equal(settings.metrics.listen, shown, text)
+      }
+    })
+  })
+
+  describe('metrics listen, bad values', () => {
+    const bad = [
+      '9464',
+      '127.0.0.1',
+      'localhost:9464',
+      '127.0.0.1:0',
+      '127.0.0.1:65536',
+      '127.0.0.1:99999',
+      '::1:9464',
+      '[127.0.0.1]:9464',
+      '[::1]',
+      '127.0.0.1:94x4',
+      'http://127.0.0.1:9464/metrics',
+    ]
+    for (const text of bad) {
+      it(`${JSON.stringify(text)} is reported by name and leaves metrics off`, () => {
+        const { settings, problems } = parse({ metrics: { listen: text } })
+        assert.equal(settings.metrics.listen, undefined)
+        assert.equal(problems.length, 1)
+        assert.ok(
+          problems[0].startsWith(`[metrics] listen=${JSON.stringify(text)} is not IP:port`),
+          problems[0],
+        )
+        assert.match(problems[0], /using "no metrics"$/)
+      })
+    }
   })
 
   describe('isDnsServer', () => {

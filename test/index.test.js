@@ -105,14 +105,59 @@ describe('get_mx hook (route_mx) against a DNS server on loopback', function () 
     p.config.get = () => ({})
     p.register_hook = (hook, method, priority) => hooks.push([hook, method, priority])
     p.register()
-    assert.deepEqual(hooks[0], ['get_mx', 'route_mx', 50])
     assert.deepEqual(
-      hooks.filter(([h]) => h === 'deferred' || h === 'bounce'),
+      hooks.find(([h]) => h === 'get_mx'),
+      ['get_mx', 'route_mx', 50],
+    )
+    assert.deepEqual(
+      hooks.filter(([h, m]) => (h === 'deferred' || h === 'bounce') && m.startsWith('explain_')),
       [
         ['deferred', 'explain_deferral', -100],
         ['bounce', 'explain_bounce', -100],
       ],
     )
+  })
+
+  it("registers the counting hooks before the explanation, so they read Haraka's own error", function () {
+    const hooks = []
+    const p = fixtures.makePlugin('happy-eyeballs', { register: false })
+    p.config.get = () => ({})
+    p.register_hook = (hook, method, priority) => hooks.push([hook, method, priority])
+    p.register()
+    assert.deepEqual(
+      hooks.filter(([, m]) => m.startsWith('count_')),
+      [
+        ['delivered', 'count_delivery', -100],
+        ['deferred', 'count_deferral', -100],
+        ['bounce', 'count_bounce', -100],
+      ],
+    )
+    // Haraka runs hooks of one priority in the order they were registered.
+    const at = (method) => hooks.findIndex(([, m]) => m === method)
+    assert.ok(at('count_deferral') < at('explain_deferral'))
+    assert.ok(at('count_bounce') < at('explain_bounce'))
+  })
+
+  it('the counting hooks call next once, without an argument, whatever Haraka passes', function () {
+    const p = fixtures.makePlugin('happy-eyeballs', { register: false })
+    const errors = []
+    p.logerror = (msg) => errors.push(msg)
+    const odd = [undefined, null, {}, { notes: null }, { notes: { happy_eyeballs: { decision: null } } }]
+    for (const hmail of odd) {
+      for (const [hook, params] of [
+        ['count_delivery', ['mx', '127.0.0.1']],
+        ['count_delivery', null],
+        ['count_deferral', { err: 'x' }],
+        ['count_deferral', null],
+        ['count_bounce', new Error('x')],
+      ]) {
+        const calls = []
+        assert.doesNotThrow(() => p[hook]((...args) => calls.push(args), hmail, params))
+        assert.deepEqual(calls, [[]], `${hook} with ${JSON.stringify(hmail)}`)
+      }
+    }
+    // A record without a decision is logged as a counting error, never thrown.
+    assert.ok(errors.length > 0 && errors.every((e) => /could not count/.test(e)), errors.join('\n'))
   })
 
   it('an MX with a link-local AAAA and a good A answers only the A, as an IP literal', async function () {

@@ -34,6 +34,7 @@ const TYPES: readonly string[] = [
   'block-list',
   'address',
   'pattern-list',
+  'listen',
 ]
 const id = (o: Option): string => `[${o.section}] ${o.key}`
 const isList = (o: Option): boolean =>
@@ -88,6 +89,8 @@ function assertStatesRange(o: Option, text: string, where: string): void {
         return [`address for ${o.family === 'ipv4' ? 'IPv4' : 'IPv6'}`]
       case 'pattern-list':
         return [o.syntax === 'host' ? 'pattern' : 'regular expression']
+      case 'listen':
+        return ['IP:port', '[IPv6]:port']
     }
   })()
   for (const w of words) {
@@ -98,7 +101,7 @@ function assertStatesRange(o: Option, text: string, where: string): void {
 
 describe('options table', () => {
   it('each row has a known type, a one-line reason, and what its type needs', () => {
-    assert.ok(OPTIONS.length >= 18, `${OPTIONS.length} rows`)
+    assert.ok(OPTIONS.length >= 19, `${OPTIONS.length} rows`)
     for (const o of OPTIONS) {
       assert.ok(TYPES.includes(o.type), `${id(o)}: type ${o.type}`)
       assert.match(o.section, /^[a-z]+$/, id(o))
@@ -159,6 +162,8 @@ describe('options table', () => {
         return o.family === 'ipv4' ? '127.0.0.1' : '::1'
       case 'pattern-list':
         return o.syntax === 'host' ? '*.example.com' : '^550 5\\.7\\.1 .*IPv6'
+      case 'listen':
+        return '[::1]:9464'
     }
     // Reached only by a type the switch does not know yet.
     throw new Error(`no value for the type ${(o as { type: string }).type}`)

@@ -11,6 +11,7 @@ import { validDomain } from '../resolve'
 export const PROG = 'haraka-happy-eyeballs'
 
 export const USAGE = `Usage: ${PROG} <command> <domain> [options]
+       ${PROG} status --metrics URL [--json] [--timeout MS]
 
 Shows what the Haraka happy-eyeballs plugin does for mail to <domain>, with the
 happy_eyeballs.ini Haraka would read (package defaults, then --config overrides).
@@ -25,6 +26,11 @@ Commands:
   probe <domain>    the plan, then plain TCP connects (no SMTP) to the planned
                     addresses: connect time or error per address, reachability per
                     family, and the address the plugin's race would choose
+  status            what a running Haraka's plugin has seen, from its metrics
+                    endpoint ([metrics] listen): per family, connect attempts by
+                    outcome, deliveries, fallbacks to the other family, filtered
+                    addresses by reason; deferrals and bounces by status; race
+                    durations
 
 Options:
   --config DIR      Haraka config directory holding happy_eyeballs.ini
@@ -32,16 +38,28 @@ Options:
                     separated (overrides [dns] servers)
   --port N          port to probe (default: [main] port, 25)
   --timeout MS      probe: bound on the race and on each further connect
-                    (default: [race] deadline_ms)
+                    (default: [race] deadline_ms); status: bound on the request
+                    (default: 5000)
+  --metrics URL     status: the plugin's endpoint, e.g. http://127.0.0.1:9464/metrics
+                    (a URL without a path gets /metrics)
   --json            print one JSON object instead of text
   -h, --help        show this help
 
-Exit status: 0 deliverable plan (plan) or an address connected (probe);
-1 defer, bounce, null MX, DNS unreachable or nothing connected; 2 usage error.
+Exit status: 0 deliverable plan (plan), an address connected (probe) or the
+endpoint answered with the plugin's metrics (status); 1 defer, bounce, null MX,
+DNS unreachable, nothing connected or no metrics from the endpoint; 2 usage error.
 `
 
 /** A mistake on the command line: printed as one line, exit status 2. */
 export class UsageError extends Error {}
+
+export interface StatusOptions {
+  command: 'status'
+  /** The metrics endpoint, `http://127.0.0.1:9464/metrics`. */
+  metricsUrl: string
+  timeoutMs?: number
+  json: boolean
+}
 
 export interface Options {
   command: 'plan' | 'probe'
@@ -120,8 +138,29 @@ function parseArgsProblem(err: unknown): string {
   }
 }
 
+/** An http(s) URL of a metrics endpoint; one without a path gets `/metrics`. */
+export function metricsUrl(text: string): string {
+  let url: URL
+  try {
+    url = new URL(text.trim())
+  } catch {
+    throw new UsageError(`bad --metrics '${text}': expected a URL such as http://127.0.0.1:9464/metrics`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new UsageError(`bad --metrics '${text}': expected an http or https URL`)
+  }
+  if (url.pathname === '/') url.pathname = '/metrics'
+  return url.toString()
+}
+
+const timeoutOption = (text: string): number => {
+  const ms = wholeNumber(text, 1, 600000)
+  if (ms === undefined) throw new UsageError(`bad --timeout '${text}': expected 1 to 600000 ms`)
+  return ms
+}
+
 /** The options, or undefined for: print the help. Throws a UsageError. */
-export function parseOptions(argv: string[]): Options | undefined {
+export function parseOptions(argv: string[]): Options | StatusOptions | undefined {
   let parsed
   try {
     parsed = parseArgs({
@@ -133,6 +172,7 @@ export function parseOptions(argv: string[]): Options | undefined {
         dns: { type: 'string' },
         port: { type: 'string' },
         timeout: { type: 'string' },
+        metrics: { type: 'string' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -144,10 +184,12 @@ export function parseOptions(argv: string[]): Options | undefined {
   if (values.help || positionals[0] === 'help') return undefined
 
   const [command, destination, ...extra] = positionals
-  if (!command) throw new UsageError('missing command: plan or probe')
+  if (!command) throw new UsageError('missing command: plan, probe or status')
+  if (command === 'status') return statusOptions(values, positionals.slice(1))
   if (command !== 'plan' && command !== 'probe') {
-    throw new UsageError(`unknown command '${command}': use plan or probe`)
+    throw new UsageError(`unknown command '${command}': use plan, probe or status`)
   }
+  if (values.metrics !== undefined) throw new UsageError(`option --metrics is for status, not ${command}`)
   if (destination === undefined || destination.trim() === '')
     throw new UsageError(`missing domain: ${command} <domain>`)
   if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`)
@@ -171,10 +213,24 @@ export function parseOptions(argv: string[]): Options | undefined {
     if (port === undefined) throw new UsageError(`bad --port '${values.port}': expected 1 to 65535`)
     opts.port = port
   }
-  if (values.timeout !== undefined) {
-    const ms = wholeNumber(values.timeout, 1, 600000)
-    if (ms === undefined) throw new UsageError(`bad --timeout '${values.timeout}': expected 1 to 600000 ms`)
-    opts.timeoutMs = ms
+  if (values.timeout !== undefined) opts.timeoutMs = timeoutOption(values.timeout)
+  return opts
+}
+
+function statusOptions(
+  values: { metrics?: string; timeout?: string; json: boolean; config?: string; dns?: string; port?: string },
+  rest: string[],
+): StatusOptions {
+  if (rest.length) throw new UsageError(`unexpected argument '${rest[0]}': status takes no domain`)
+  for (const name of ['config', 'dns', 'port'] as const) {
+    if (values[name] !== undefined) throw new UsageError(`option --${name} is not for status`)
   }
+  if (values.metrics === undefined || values.metrics.trim() === '') {
+    throw new UsageError(
+      'status needs a metrics URL: --metrics http://HOST:PORT/metrics, the [metrics] listen address of the running Haraka',
+    )
+  }
+  const opts: StatusOptions = { command: 'status', metricsUrl: metricsUrl(values.metrics), json: values.json }
+  if (values.timeout !== undefined) opts.timeoutMs = timeoutOption(values.timeout)
   return opts
 }

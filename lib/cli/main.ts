@@ -8,12 +8,13 @@ import { parseSettings } from '../config'
 import { type DeliveryRecord, showStatus } from '../delivery'
 import { seededRandom } from '../order'
 import { makeDnsClient } from '../resolve'
-import { parseOptions, PROG, USAGE, UsageError } from './args'
+import { parseOptions, PROG, type StatusOptions, USAGE, UsageError } from './args'
 import { CONFIG_FILE, loadRawIni } from './config'
 import { dnsUnreachable, memoDns, planDomain } from './plan'
 import { probePlan, type ProbeReport } from './probe'
 import { type CliOutput, Progress } from './progress'
-import { planJson, planText, probeJson, probeText } from './render'
+import { planJson, planText, probeJson, probeText, statusJson, statusText } from './render'
+import { EndpointError, fetchStatus } from './status'
 
 export type { CliOutput } from './progress'
 
@@ -30,6 +31,7 @@ async function run(argv: string[], io: CliIo): Promise<number> {
     io.stdout.write(USAGE)
     return 0
   }
+  if (opts.command === 'status') return status(opts, io)
   const warn = (msg: string): void => {
     io.stderr.write(`${PROG}: warning: ${msg}\n`)
   }
@@ -82,6 +84,19 @@ async function run(argv: string[], io: CliIo): Promise<number> {
 
   if (opts.command === 'probe') return probe?.addresses.some((a) => a.connected) ? 0 : 1
   return decision.action === 'deliver' ? 0 : 1
+}
+
+/** The status command: 0 when the endpoint answered with the plugin's metrics, else 1. */
+async function status(opts: StatusOptions, io: CliIo): Promise<number> {
+  try {
+    const report = await fetchStatus(opts.metricsUrl, opts.timeoutMs ?? 5000)
+    io.stdout.write(opts.json ? JSON.stringify(statusJson(report), null, 2) + '\n' : statusText(report))
+    return 0
+  } catch (err) {
+    if (!(err instanceof EndpointError)) throw err
+    io.stderr.write(`${PROG}: ${err.message}\n`)
+    return 1
+  }
 }
 
 /** Runs the command; never throws. Returns the exit status. */

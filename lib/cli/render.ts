@@ -4,7 +4,9 @@
 import type { Family } from '../classify'
 import { type DeliveryRecord, showStatus, STATUS } from '../delivery'
 import { describePlan } from '../plan'
+import { ATTEMPT_OUTCOMES, FAMILIES } from '../metrics'
 import type { AddressProbe, ProbeReport } from './probe'
+import type { StatusReport } from './status'
 
 const pad = (s: string, n: number): string => (s.length >= n ? s : s + ' '.repeat(n - s.length))
 
@@ -169,4 +171,47 @@ export function probeJson(p: ProbeReport): object {
     timeline: p.timeline,
     ...(p.failure ? { failure: p.failure } : {}),
   }
+}
+
+const padLeft = (s: string, n: number): string => (s.length >= n ? s : ' '.repeat(n - s.length) + s)
+
+/** `4.4.4 2, 4.4.1 1`: counts by key, most first; `none` when there are none. */
+const byCount = (counts: Record<string, number>): string =>
+  Object.entries(counts)
+    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+    .map(([k, n]) => `${k} ${n}`)
+    .join(', ') || 'none'
+
+export function statusText(r: StatusReport): string {
+  const rows: Array<[string, ...number[]]> = []
+  const per = (pick: (f: StatusReport['families']['ipv4']) => number): number[] =>
+    FAMILIES.map((f) => pick(r.families[f]))
+  for (const outcome of ATTEMPT_OUTCOMES)
+    rows.push([`attempts ${outcome}`, ...per((f) => f.attempts[outcome])])
+  rows.push(['deliveries', ...per((f) => f.deliveries)])
+  rows.push(['fell back to the other family', ...per((f) => f.fellBack)])
+  const reasons = [...new Set(FAMILIES.flatMap((f) => Object.keys(r.families[f].filtered)))].sort()
+  for (const reason of reasons) rows.push([`filtered ${reason}`, ...per((f) => f.filtered[reason] ?? 0)])
+  if (!reasons.length) rows.push(['filtered', 0, 0])
+  const width = Math.max(...rows.map((row) => row[0].length))
+  const lines = [
+    `metrics from ${r.url}`,
+    `${pad('', width)}  ${FAMILIES.map((f) => padLeft(f, 6)).join('  ')}`,
+  ]
+  for (const [label, ...counts] of rows)
+    lines.push(`${pad(label, width)}  ${counts.map((n) => padLeft(String(n), 6)).join('  ')}`)
+  lines.push(`deferrals by status: ${byCount(r.deferrals)}`)
+  lines.push(`bounces by status: ${byCount(r.bounces)}`)
+  const race = r.race
+  lines.push(
+    race.count
+      ? `races: ${race.count}, mean ${race.meanMs} ms, p50 ${race.p50Ms} ms, p90 ${race.p90Ms} ms, p99 ${race.p99Ms} ms (from histogram buckets)`
+      : 'races: none',
+  )
+  if (r.healthEntries !== null) lines.push(`health cache entries: ${r.healthEntries}`)
+  return lines.join('\n') + '\n'
+}
+
+export function statusJson(r: StatusReport): StatusReport {
+  return r
 }

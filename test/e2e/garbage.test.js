@@ -61,6 +61,7 @@ function shownDefault(key) {
   assert.ok(o, `no option ${key}`)
   if (o.type === 'dns-servers') return '"the system resolvers"'
   if (o.type === 'address') return '"no bind"'
+  if (o.type === 'listen') return '"no metrics"'
   return JSON.stringify(o.default)
 }
 
@@ -400,6 +401,8 @@ function badValuesOf(o) {
           `happy_eyeballs\\.ini: \\[${o.section}\\] ${o.key} entry ${re(JSON.stringify(v))} is .*; ignored$`,
         ),
       }))
+    case 'listen':
+      return ['localhost:9464', '127.0.0.1:0', '127.0.0.1:70000', '::1:9464', '9464'].map(value)
   }
   throw new Error(`no bad values for the option type ${o.type}`)
 }
