@@ -27,4 +27,29 @@ function setZones(dns, zones) {
   for (const [name, zone] of Object.entries(zones)) dns.setZone(name, zone)
 }
 
-module.exports = { startDns, setZones }
+/**
+ * The set-up most end-to-end suites share, called inside a mocha describe(): one DNS server
+ * for the suite; after each test every zone cleared and everything the test registered with
+ * `cleanup` stopped, the last first.
+ * @returns {{dns: TestDns, cleanup: (stop: () => unknown) => void}} `dns` once before() ran
+ */
+function dnsSuite() {
+  const suite = {
+    dns: /** @type {TestDns} */ (/** @type {unknown} */ (null)),
+    cleanup: (stop) => stops.push(stop),
+  }
+  const stops = []
+  before(async function () {
+    suite.dns = await startDns()
+  })
+  after(async function () {
+    await suite.dns?.close()
+  })
+  afterEach(async function () {
+    for (const stop of stops.splice(0).reverse()) await stop()
+    suite.dns?.clearZones()
+  })
+  return suite
+}
+
+module.exports = { startDns, setZones, dnsSuite }

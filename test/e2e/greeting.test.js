@@ -7,9 +7,7 @@
 
 const assert = require('node:assert/strict')
 
-const fixtures = require('haraka-test-fixtures')
-
-const { startSink, startHaraka, sendMail, waitForOutcome, queuedUuid } = require('./harness')
+const { startSink, startHaraka, sendMail, waitForOutcome, queuedUuid, dnsSuite } = require('./harness')
 
 const OUTBOUND = {
   '3.3.4': { local_mx_ok: true, connect_timeout: 30 },
@@ -22,31 +20,19 @@ for (const version of ['3.3.4', '3.0.3']) {
   describe(`Haraka ${version} with happy-eyeballs racing to the greeting`, function () {
     this.timeout(60000)
 
-    let dns = null
-    const cleanup = []
-
-    before(async function () {
-      dns = await fixtures.dns.start({})
-    })
-    after(async function () {
-      await dns.close()
-    })
-    afterEach(async function () {
-      for (const stop of cleanup.splice(0).reverse()) await stop()
-      dns.clearZones()
-    })
+    const suite = dnsSuite()
 
     async function haraka({ plugin = true, ini = '', outbound = {} } = {}) {
       const h = await startHaraka({
         version,
-        dnsPort: dns.port,
+        dnsPort: suite.dns.port,
         plugins: plugin ? ['happy-eyeballs'] : [],
         outbound: { ...OUTBOUND[version], ...outbound },
         files: plugin
           ? { 'happy_eyeballs.ini': `[filter]\nallow[]=127.0.0.0/8\nallow[]=::1/128\n${ini}` }
           : {},
       })
-      cleanup.push(() => h.stop())
+      suite.cleanup(() => h.stop())
       return h
     }
 
@@ -60,7 +46,7 @@ for (const version of ['3.3.4', '3.0.3']) {
 
     async function sink(opts) {
       const s = await startSink(opts)
-      cleanup.push(() => s.close())
+      suite.cleanup(() => s.close())
       return s
     }
 
@@ -68,8 +54,8 @@ for (const version of ['3.3.4', '3.0.3']) {
     async function dualStack(domain, v6, v4 = {}, port = 0) {
       const six = await sink({ host: '::1', port, ...v6 })
       const four = await sink({ host: '127.0.0.1', port: six.port, ...v4 })
-      dns.setZone(domain, { mx: [{ preference: 10, exchange: `mx.${domain}` }] })
-      dns.setZone(`mx.${domain}`, { aaaa: ['::1'], a: ['127.0.0.1'] })
+      suite.dns.setZone(domain, { mx: [{ preference: 10, exchange: `mx.${domain}` }] })
+      suite.dns.setZone(`mx.${domain}`, { aaaa: ['::1'], a: ['127.0.0.1'] })
       return { six, four, port: six.port }
     }
 
@@ -103,8 +89,8 @@ for (const version of ['3.3.4', '3.0.3']) {
 
     it('a 5xx greeting on every address is left to Haraka, which bounces as without the plugin, never a retry', async function () {
       const s = await sink({ host: '127.0.0.1', greeting: '554 5.7.1 no mail from you' })
-      dns.setZone('permanent.test', { mx: [{ preference: 10, exchange: 'mx.permanent.test' }] })
-      dns.setZone('mx.permanent.test', { a: ['127.0.0.1'] })
+      suite.dns.setZone('permanent.test', { mx: [{ preference: 10, exchange: 'mx.permanent.test' }] })
+      suite.dns.setZone('mx.permanent.test', { a: ['127.0.0.1'] })
       const h = await haraka({ ini: `[main]\nport=${s.port}\n` })
 
       const { outcome, log } = await send(h, 'rcpt@permanent.test')
@@ -163,8 +149,8 @@ for (const version of ['3.3.4', '3.0.3']) {
 
     it('a slow greeting (2 s) on the only address is waited for and delivered, as without the plugin', async function () {
       const s = await sink({ host: '127.0.0.1', greetingDelayMs: 2000 })
-      dns.setZone('slow.test', { mx: [{ preference: 10, exchange: 'mx.slow.test' }] })
-      dns.setZone('mx.slow.test', { a: ['127.0.0.1'] })
+      suite.dns.setZone('slow.test', { mx: [{ preference: 10, exchange: 'mx.slow.test' }] })
+      suite.dns.setZone('mx.slow.test', { a: ['127.0.0.1'] })
       const h = await haraka({ ini: `[main]\nport=${s.port}\n` })
 
       const { outcome, log } = await send(h, 'rcpt@slow.test')
@@ -182,8 +168,8 @@ for (const version of ['3.3.4', '3.0.3']) {
 
     it('a greeting slower than the race deadline: the connected address is handed over and Haraka waits for it', async function () {
       const s = await sink({ host: '127.0.0.1', greetingDelayMs: 1500 })
-      dns.setZone('slower.test', { mx: [{ preference: 10, exchange: 'mx.slower.test' }] })
-      dns.setZone('mx.slower.test', { a: ['127.0.0.1'] })
+      suite.dns.setZone('slower.test', { mx: [{ preference: 10, exchange: 'mx.slower.test' }] })
+      suite.dns.setZone('mx.slower.test', { a: ['127.0.0.1'] })
       const h = await haraka({ ini: `[main]\nport=${s.port}\n[race]\ndeadline_ms=500\n` })
 
       const { outcome, log } = await send(h, 'rcpt@slower.test')
@@ -245,32 +231,20 @@ for (const version of ['3.3.4', '3.0.3']) {
   describe(`Haraka ${version} without the plugin, same greetings`, function () {
     this.timeout(60000)
 
-    let dns = null
-    const cleanup = []
-
-    before(async function () {
-      dns = await fixtures.dns.start({})
-    })
-    after(async function () {
-      await dns.close()
-    })
-    afterEach(async function () {
-      for (const stop of cleanup.splice(0).reverse()) await stop()
-      dns.clearZones()
-    })
+    const suite = dnsSuite()
 
     async function stock(outbound = {}) {
       const h = await startHaraka({
         version,
-        dnsPort: dns.port,
+        dnsPort: suite.dns.port,
         outbound: { ...OUTBOUND[version], local_mx_ok: true, ipv6_enabled: true, ...outbound },
       })
-      cleanup.push(() => h.stop())
+      suite.cleanup(() => h.stop())
       return h
     }
     async function sink(opts) {
       const s = await startSink({ port: 25, ...opts })
-      cleanup.push(() => s.close())
+      suite.cleanup(() => s.close())
       return s
     }
     async function send(h, to) {
@@ -281,8 +255,8 @@ for (const version of ['3.3.4', '3.0.3']) {
       return { outcome, ms: Date.now() - started }
     }
     function zone(domain, { v6 = true } = {}) {
-      dns.setZone(domain, { mx: [{ preference: 10, exchange: `mx.${domain}` }] })
-      dns.setZone(`mx.${domain}`, { ...(v6 ? { aaaa: ['::1'] } : {}), a: ['127.0.0.1'] })
+      suite.dns.setZone(domain, { mx: [{ preference: 10, exchange: `mx.${domain}` }] })
+      suite.dns.setZone(`mx.${domain}`, { ...(v6 ? { aaaa: ['::1'] } : {}), a: ['127.0.0.1'] })
     }
 
     it('a 421 greeting over IPv6 defers the message; IPv4 is never tried', async function () {

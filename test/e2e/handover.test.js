@@ -8,9 +8,15 @@
 const assert = require('node:assert/strict')
 const net = require('node:net')
 
-const fixtures = require('haraka-test-fixtures')
-
-const { startSink, startHaraka, sendMail, waitForOutcome, queuedUuid, freePort } = require('../../support')
+const {
+  startSink,
+  startHaraka,
+  sendMail,
+  waitForOutcome,
+  queuedUuid,
+  freePort,
+  dnsSuite,
+} = require('../../support')
 
 const PLUGIN_INI = '[filter]\nallow[]=127.0.0.0/8\nallow[]=::1/128\n'
 const OUTBOUND = {
@@ -42,35 +48,23 @@ async function greetThenClose() {
 describe('raced socket hand-over and per-message explanations', function () {
   this.timeout(60000)
 
-  let dns = null
-  const cleanup = []
-
-  before(async function () {
-    dns = await fixtures.dns.start({})
-  })
-  after(async function () {
-    await dns.close()
-  })
-  afterEach(async function () {
-    for (const stop of cleanup.splice(0).reverse()) await stop()
-    dns.clearZones()
-  })
+  const suite = dnsSuite()
 
   function zone(domain, { aaaa, a }) {
-    dns.setZone(domain, { mx: [{ preference: 10, exchange: `mx.${domain}` }] })
-    dns.setZone(`mx.${domain}`, { ...(aaaa ? { aaaa } : {}), ...(a ? { a } : {}) })
+    suite.dns.setZone(domain, { mx: [{ preference: 10, exchange: `mx.${domain}` }] })
+    suite.dns.setZone(`mx.${domain}`, { ...(aaaa ? { aaaa } : {}), ...(a ? { a } : {}) })
   }
 
   async function haraka(version, { ini = '', outbound = {}, plugins = [], pluginFiles = {} } = {}) {
     const h = await startHaraka({
       version,
-      dnsPort: dns.port,
+      dnsPort: suite.dns.port,
       plugins: [...plugins, 'happy-eyeballs'],
       pluginFiles,
       outbound: { ...OUTBOUND[version], ...outbound },
       files: { 'happy_eyeballs.ini': `${PLUGIN_INI}${ini}` },
     })
-    cleanup.push(() => h.stop())
+    suite.cleanup(() => h.stop())
     return h
   }
 
@@ -85,7 +79,7 @@ describe('raced socket hand-over and per-message explanations', function () {
     describe(`Haraka ${version}`, function () {
       it('(e) notes.outbound_ip: the race binds it too, Haraka delivers on the raced socket, one connection', async function () {
         const s = await startSink({ host: '127.0.0.1', port: await freePort() })
-        cleanup.push(() => s.close())
+        suite.cleanup(() => s.close())
         zone('bind.test', { aaaa: ['::1'], a: ['127.0.0.1'] })
         const h = await haraka(version, {
           ini: `[main]\nport=${s.port}\n`,
@@ -123,7 +117,7 @@ describe('raced socket hand-over and per-message explanations', function () {
         const label = ipv6Enabled ? ', outbound.ini ipv6_enabled=true' : ''
         it(`(g) [cache] ttl_s=0, the raced socket's session fails: "connected, then the SMTP session failed", one connection${label}`, async function () {
           const server = await greetThenClose()
-          cleanup.push(() => new Promise((resolve) => server.close(resolve)))
+          suite.cleanup(() => new Promise((resolve) => server.close(resolve)))
           zone('closing.test', { a: ['127.0.0.1'] })
           const h = await haraka(version, {
             ini: `[main]\nport=${server.address().port}\n[cache]\nttl_s=0\n`,
@@ -146,7 +140,7 @@ describe('raced socket hand-over and per-message explanations', function () {
   describe('Haraka 3.3.4 skipping the planned loopback addresses (local_mx_ok=false)', function () {
     it('(f) raced sockets never claimed: racing turns off after 10 with one warning, planning goes on', async function () {
       const s = await startSink({ host: '127.0.0.1', port: await freePort() })
-      cleanup.push(() => s.close())
+      suite.cleanup(() => s.close())
       zone('skipped.test', { a: ['127.0.0.1'] })
       const h = await haraka('3.3.4', { ini: `[main]\nport=${s.port}\n`, outbound: { local_mx_ok: false } })
       // Twelve messages raced and held; Haraka skips the address as local and never asks.

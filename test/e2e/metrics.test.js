@@ -11,9 +11,15 @@ const http = require('node:http')
 const net = require('node:net')
 const path = require('node:path')
 
-const fixtures = require('haraka-test-fixtures')
-
-const { startSink, startHaraka, sendMail, waitForOutcome, queuedUuid, freePort } = require('./harness')
+const {
+  startSink,
+  startHaraka,
+  sendMail,
+  waitForOutcome,
+  queuedUuid,
+  freePort,
+  dnsSuite,
+} = require('./harness')
 const { parseExposition } = require('../../dist/lib/cli/prom-text')
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js')
@@ -91,29 +97,17 @@ for (const version of ['3.3.4', '3.0.3']) {
   describe(`Haraka ${version}: metrics`, function () {
     this.timeout(90000)
 
-    let dns = null
-    const cleanup = []
-
-    before(async function () {
-      dns = await fixtures.dns.start({})
-    })
-    after(async function () {
-      await dns.close()
-    })
-    afterEach(async function () {
-      for (const stop of cleanup.splice(0).reverse()) await stop()
-      dns.clearZones()
-    })
+    const suite = dnsSuite()
 
     async function haraka(ini) {
       const h = await startHaraka({
         version,
-        dnsPort: dns.port,
+        dnsPort: suite.dns.port,
         plugins: ['happy-eyeballs'],
         outbound: OUTBOUND[version],
         files: { 'happy_eyeballs.ini': `[filter]\nallow[]=127.0.0.0/8\nallow[]=::1/128\n${ini}` },
       })
-      cleanup.push(() => h.stop())
+      suite.cleanup(() => h.stop())
       return h
     }
 
@@ -125,16 +119,16 @@ for (const version of ['3.3.4', '3.0.3']) {
 
     it('a known mix of messages gives exact counters, and status reads them', async function () {
       const sink = await startSink({ host: '127.0.0.1', port: await freePort() })
-      cleanup.push(() => sink.close())
+      suite.cleanup(() => sink.close())
       // IPv6 on ::1 at the sink's port is closed: refused, then IPv4 wins.
-      dns.setZone('fallback.test', { mx: [{ preference: 10, exchange: 'mx.fallback.test' }] })
-      dns.setZone('mx.fallback.test', { aaaa: ['::1'], a: ['127.0.0.1'] })
-      dns.setZone('seed.test', { mx: [{ preference: 10, exchange: 'mx.seed.test' }] })
-      dns.setZone('mx.seed.test', { aaaa: ['fe80::1'], a: ['127.0.0.1'] })
-      dns.setZone('allfiltered.test', { mx: [{ preference: 10, exchange: 'mx.allfiltered.test' }] })
-      dns.setZone('mx.allfiltered.test', { aaaa: ['fe80::2'], a: ['0.0.0.0'] })
+      suite.dns.setZone('fallback.test', { mx: [{ preference: 10, exchange: 'mx.fallback.test' }] })
+      suite.dns.setZone('mx.fallback.test', { aaaa: ['::1'], a: ['127.0.0.1'] })
+      suite.dns.setZone('seed.test', { mx: [{ preference: 10, exchange: 'mx.seed.test' }] })
+      suite.dns.setZone('mx.seed.test', { aaaa: ['fe80::1'], a: ['127.0.0.1'] })
+      suite.dns.setZone('allfiltered.test', { mx: [{ preference: 10, exchange: 'mx.allfiltered.test' }] })
+      suite.dns.setZone('mx.allfiltered.test', { aaaa: ['fe80::2'], a: ['0.0.0.0'] })
       // The bounce's DSN goes to the sender's domain: delivered to the sink, not bounced again.
-      dns.setZone('sender.test', { a: ['127.0.0.1'] })
+      suite.dns.setZone('sender.test', { a: ['127.0.0.1'] })
       const metricsPort = await freePort()
       const h = await haraka(`[main]\nport=${sink.port}\n[metrics]\nlisten=127.0.0.1:${metricsPort}\n`)
       await h.waitForLog(new RegExp(`serving metrics at http://127\\.0\\.0\\.1:${metricsPort}/metrics`))
@@ -210,8 +204,8 @@ for (const version of ['3.3.4', '3.0.3']) {
 
     it('a bad listen value is logged by name; nothing listens and mail is delivered', async function () {
       const sink = await startSink({ host: '127.0.0.1', port: await freePort() })
-      cleanup.push(() => sink.close())
-      dns.setZone('ok.test', { a: ['127.0.0.1'] })
+      suite.cleanup(() => sink.close())
+      suite.dns.setZone('ok.test', { a: ['127.0.0.1'] })
       const h = await haraka(`[main]\nport=${sink.port}\n[metrics]\nlisten=127.0.0.1:70000\n`)
       await h.waitForLog(/happy_eyeballs\.ini: \[metrics\] listen="127\.0\.0\.1:70000" is not IP:port/)
       assert.equal((await send(h, 'rcpt@ok.test')).kind, 'delivered')
@@ -223,11 +217,11 @@ for (const version of ['3.3.4', '3.0.3']) {
     it('a port in use is logged by name and Haraka runs without metrics', async function () {
       const taken = net.createServer()
       await new Promise((resolve) => taken.listen({ host: '127.0.0.1', port: 0 }, resolve))
-      cleanup.push(() => new Promise((resolve) => taken.close(resolve)))
+      suite.cleanup(() => new Promise((resolve) => taken.close(resolve)))
       const port = taken.address().port
       const sink = await startSink({ host: '127.0.0.1', port: await freePort() })
-      cleanup.push(() => sink.close())
-      dns.setZone('ok.test', { a: ['127.0.0.1'] })
+      suite.cleanup(() => sink.close())
+      suite.dns.setZone('ok.test', { a: ['127.0.0.1'] })
       const h = await haraka(`[main]\nport=${sink.port}\n[metrics]\nlisten=127.0.0.1:${port}\n`)
       await h.waitForLog(
         new RegExp(`\\[metrics\\] listen=127\\.0\\.0\\.1:${port}: listen EADDRINUSE; serving no metrics`),
@@ -238,12 +232,12 @@ for (const version of ['3.3.4', '3.0.3']) {
 
     it('in cluster mode (nodes=2) the master alone listens and serves the sum over its workers', async function () {
       const sink = await startSink({ host: '127.0.0.1', port: await freePort() })
-      cleanup.push(() => sink.close())
-      dns.setZone('ok.test', { a: ['127.0.0.1'] })
+      suite.cleanup(() => sink.close())
+      suite.dns.setZone('ok.test', { a: ['127.0.0.1'] })
       const metricsPort = await freePort()
       const h = await startHaraka({
         version,
-        dnsPort: dns.port,
+        dnsPort: suite.dns.port,
         nodes: 2,
         plugins: ['happy-eyeballs'],
         outbound: OUTBOUND[version],
@@ -251,7 +245,7 @@ for (const version of ['3.3.4', '3.0.3']) {
           'happy_eyeballs.ini': `[filter]\nallow[]=127.0.0.0/8\n[main]\nport=${sink.port}\n[metrics]\nlisten=127.0.0.1:${metricsPort}\n`,
         },
       })
-      cleanup.push(() => h.stop())
+      suite.cleanup(() => h.stop())
       await h.waitForLog(new RegExp(`serving metrics at http://127\\.0\\.0\\.1:${metricsPort}/metrics`))
       // The master holds the SMTP socket for its workers (round robin) and the metrics one.
       assert.deepEqual(

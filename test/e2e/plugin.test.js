@@ -5,8 +5,6 @@
 
 const assert = require('node:assert/strict')
 
-const fixtures = require('haraka-test-fixtures')
-
 const {
   startSink,
   startBlackHole,
@@ -16,6 +14,7 @@ const {
   queuedUuid,
   freePort,
   LINK_LOCAL,
+  dnsSuite,
 } = require('../../support')
 
 // Haraka 3.3.x skips loopback MX addresses unless local_mx_ok=true; 3.0.x only checks MX
@@ -29,29 +28,17 @@ for (const version of ['3.3.4', '3.0.3']) {
   describe(`Haraka ${version} with happy-eyeballs`, function () {
     this.timeout(60000)
 
-    let dns = null
-    const cleanup = []
-
-    before(async function () {
-      dns = await fixtures.dns.start({})
-    })
-    after(async function () {
-      await dns.close()
-    })
-    afterEach(async function () {
-      for (const stop of cleanup.splice(0).reverse()) await stop()
-      dns.clearZones()
-    })
+    const suite = dnsSuite()
 
     async function haraka({ ini = '', outbound = {} } = {}) {
       const h = await startHaraka({
         version,
-        dnsPort: dns.port,
+        dnsPort: suite.dns.port,
         plugins: ['happy-eyeballs'],
         outbound: { ...OUTBOUND[version], ...outbound },
         files: { 'happy_eyeballs.ini': `[filter]\nallow[]=127.0.0.0/8\nallow[]=::1/128\n${ini}` },
       })
-      cleanup.push(() => h.stop())
+      suite.cleanup(() => h.stop())
       return h
     }
 
@@ -65,13 +52,13 @@ for (const version of ['3.3.4', '3.0.3']) {
 
     async function sink(opts) {
       const s = await startSink(opts)
-      cleanup.push(() => s.close())
+      suite.cleanup(() => s.close())
       return s
     }
 
     it('delivers the seed case (link-local AAAA + A) over A without connecting to fe80::', async function () {
-      dns.setZone('seed.test', { mx: [{ preference: 10, exchange: 'mx.seed.test' }] })
-      dns.setZone('mx.seed.test', { aaaa: [LINK_LOCAL], a: ['127.0.0.1'] })
+      suite.dns.setZone('seed.test', { mx: [{ preference: 10, exchange: 'mx.seed.test' }] })
+      suite.dns.setZone('mx.seed.test', { aaaa: [LINK_LOCAL], a: ['127.0.0.1'] })
       const s = await sink({ host: '127.0.0.1', port: await freePort() })
       const h = await haraka({ ini: `[main]\nport=${s.port}\n` })
 
@@ -87,10 +74,10 @@ for (const version of ['3.3.4', '3.0.3']) {
 
     it('delivers over IPv4 within a second when the AAAA is a black hole, and says so', async function () {
       const hole = await startBlackHole({ host: '::1' })
-      cleanup.push(() => hole.close())
+      suite.cleanup(() => hole.close())
       const s = await sink({ host: '127.0.0.1', port: hole.port })
-      dns.setZone('hole.test', { mx: [{ preference: 10, exchange: 'mx.hole.test' }] })
-      dns.setZone('mx.hole.test', { aaaa: ['::1'], a: ['127.0.0.1'] })
+      suite.dns.setZone('hole.test', { mx: [{ preference: 10, exchange: 'mx.hole.test' }] })
+      suite.dns.setZone('mx.hole.test', { aaaa: ['::1'], a: ['127.0.0.1'] })
       const h = await haraka({ ini: `[main]\nport=${hole.port}\n` })
 
       const first = await send(h, 'rcpt@hole.test')
@@ -122,8 +109,8 @@ for (const version of ['3.3.4', '3.0.3']) {
 
     it('STARTTLS still works on a raced socket', async function () {
       const s = await sink({ host: '127.0.0.1', port: await freePort(), starttls: true })
-      dns.setZone('tls.test', { mx: [{ preference: 10, exchange: 'mx.tls.test' }] })
-      dns.setZone('mx.tls.test', { aaaa: [LINK_LOCAL], a: ['127.0.0.1'] })
+      suite.dns.setZone('tls.test', { mx: [{ preference: 10, exchange: 'mx.tls.test' }] })
+      suite.dns.setZone('mx.tls.test', { aaaa: [LINK_LOCAL], a: ['127.0.0.1'] })
       const h = await haraka({ ini: `[main]\nport=${s.port}\n`, outbound: { enable_tls: true } })
 
       const { outcome, log } = await send(h, 'rcpt@tls.test')
@@ -136,8 +123,8 @@ for (const version of ['3.3.4', '3.0.3']) {
 
     it('defers with every address and its error when nothing answers, not "Tried all MXs"', async function () {
       const port = await freePort('127.0.0.1') // bound and released: nothing listens
-      dns.setZone('dead.test', { mx: [{ preference: 10, exchange: 'mx.dead.test' }] })
-      dns.setZone('mx.dead.test', { aaaa: ['::1', LINK_LOCAL], a: ['127.0.0.1'] })
+      suite.dns.setZone('dead.test', { mx: [{ preference: 10, exchange: 'mx.dead.test' }] })
+      suite.dns.setZone('mx.dead.test', { aaaa: ['::1', LINK_LOCAL], a: ['127.0.0.1'] })
       const h = await haraka({ ini: `[main]\nport=${port}\n` })
 
       const { outcome } = await send(h, 'rcpt@dead.test')
