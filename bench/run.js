@@ -279,8 +279,8 @@ function ipv6RefusalScenario({ id, title, what, domain, six, sixSays, slow }) {
           ],
           details: [
             `MX ${domain} → mx.${domain}: AAAA ::1 (${sixSays}), A 127.0.0.1 (sink).`,
-            `Stock (run 1): ${outcomeDetail(first('stock'))}.`,
-            `Plugin (run 1): ${outcomeDetail(first('plugin'))}.`,
+            `Stock (run 1): ${outcomeDetail(first('stock'))}`.replace(/\.?$/, '.'),
+            `Plugin (run 1): ${outcomeDetail(first('plugin'))}`.replace(/\.?$/, '.'),
             ...(pluginRecord ? [`Plugin log (run 1): \`${describeDelivery(pluginRecord)}\``] : []),
             "Time: to the sink's receipt where delivered, to Haraka's deferred or bounce hook otherwise.",
           ],
