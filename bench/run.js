@@ -6,8 +6,10 @@
 //
 // Stock Haraka connects to port 25 of an MX host and has no setting to change that, so the
 // MX stand-ins listen on port 25: SMTP sinks on 127.0.0.1:25 (and 127.0.0.2:25 / [::1]:25
-// where a scenario needs them) and a black hole (SYNs dropped) on [::1]:25.
+// where a scenario needs them) and a black hole (SYNs dropped) on [::1]:25. Scenarios 7-11 put a
+// refusing or silent server on [::1]:25 in front of a working sink on 127.0.0.1:25.
 
+const crypto = require('node:crypto')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
@@ -33,7 +35,7 @@ const LINK_LOCAL_CONNECT = zonelessLinkLocalConnect()
 
 const USAGE = `usage: node bench/run.js [--runs N] [--scenario N[,N...]] [--quick] [--write]
   --runs N       runs per scenario and variant (default 5; 3 where stock waits connect_timeout)
-  --scenario N   only these scenarios (1-6); may be repeated or comma separated
+  --scenario N   only these scenarios (1-11); may be repeated or comma separated
   --concurrency N  connections submitting in scenario 5 (default 20)
   --quick        stock connect_timeout=5 instead of 30, 2 runs, 100 messages in scenario 5
   --write        write bench/results.md and chart.svg even for a partial or --quick run
@@ -69,7 +71,8 @@ if (runsOpt !== undefined && !(Number.isInteger(runsOpt) && runsOpt >= 1 && runs
   fail(`--runs must be a whole number from 1 to 50, not ${args.runs}`)
 }
 const selected = (args.scenario || []).flatMap((s) => s.split(',')).map((s) => Number(s.trim()))
-if (selected.some((n) => !Number.isInteger(n) || n < 1 || n > 6)) fail('--scenario takes numbers from 1 to 6')
+if (selected.some((n) => !Number.isInteger(n) || n < 1 || n > 11))
+  fail('--scenario takes numbers from 1 to 11')
 if (args.concurrency !== undefined && !/^([1-9]|[1-9]\d|100)$/.test(args.concurrency)) {
   fail(`--concurrency must be a whole number from 1 to 100, not ${args.concurrency}`)
 }
@@ -107,6 +110,12 @@ const ZONES = {
   ...oneMx('seed.bench', SEED_RECORDS),
   // 5: both families healthy.
   ...oneMx('happy.bench', DUAL_RECORDS),
+  // 7-11: one MX host, AAAA ::1 (refusing or silent) and A 127.0.0.1 (sink).
+  ...oneMx('greet421.bench', DUAL_RECORDS),
+  ...oneMx('silent.bench', DUAL_RECORDS),
+  ...oneMx('ptr.bench', DUAL_RECORDS),
+  ...oneMx('guidelines.bench', DUAL_RECORDS),
+  ...oneMx('rdns.bench', DUAL_RECORDS),
 }
 
 const VARIANTS = ['stock', 'plugin']
@@ -126,14 +135,19 @@ function harakaOptions(variant, dnsPort) {
 
 const log = (text = '') => process.stdout.write(`${text}\n`)
 
-/** The MX stand-ins of one scenario, on port 25; closed with the scenario's scope. */
+/**
+ * The MX stand-ins of one scenario, on port 25; closed with the scenario's scope. A sink is a
+ * host, or startSink options with a host (a refusing or silent server).
+ */
 async function standIns(scope, { sinks = [], holes = [] }) {
-  await support.waitForFreePort([...new Set([...holes, ...sinks])], 25, PORT25_WAIT_MS, (busy) =>
+  const sinkOpts = sinks.map((s) => (typeof s === 'string' ? { host: s } : s))
+  const hosts = [...new Set([...holes, ...sinkOpts.map((s) => s.host)])]
+  await support.waitForFreePort(hosts, 25, PORT25_WAIT_MS, (busy) =>
     log(`  port 25 is busy on ${busy.join(', ')}; waiting up to ${PORT25_WAIT_MS / 1000} s`),
   )
   const out = { sinks: [], holes: [] }
   for (const host of holes) out.holes.push(await scope.own(support.startBlackHole({ host, port: 25 })))
-  for (const host of sinks) out.sinks.push(await scope.own(support.startSink({ host, port: 25 })))
+  for (const opts of sinkOpts) out.sinks.push(await scope.own(support.startSink({ ...opts, port: 25 })))
   return out
 }
 
@@ -173,6 +187,119 @@ async function timedDeliveries(ctx, { id, domain, runs, sinks, timeoutMs, before
   }
   return { samples, runsInfo }
 }
+
+/**
+ * One message to `domain` and its final outcome: the plugin's immediate retry of a policy
+ * refusal (a deferral of 0 s) is followed to the outcome after it. `ms` runs from just before
+ * the submission to the sink taking the message, or else to the outcome hook in Haraka.
+ */
+async function finalOutcome(h, sinks, domain, timeoutMs) {
+  const to = `rcpt-${crypto.randomUUID()}@${domain}`
+  const from = h.logLength()
+  const wall0 = Date.now()
+  const t0 = performance.now()
+  const uuid = support.queuedUuid(await support.sendMail({ port: h.port, to }))
+  let outcome = await support.waitForOutcome(h, timeoutMs, { from, uuid })
+  let retries = 0
+  for (; outcome.kind === 'deferred' && outcome.delay === 0 && retries < 3; retries++) {
+    outcome = await support.waitForOutcome(h, timeoutMs, { from: outcome.offset + outcome.line.length, uuid })
+  }
+  const message = sinks.flatMap((s) => s.messages).find((m) => m.to.includes(to))
+  if (outcome.kind === 'delivered' && !message) {
+    throw new Error(`Haraka delivered a message to ${domain}, but no sink has it`)
+  }
+  const family = outcome.kind !== 'delivered' ? '' : outcome.ip.includes(':') ? 'IPv6' : 'IPv4'
+  return {
+    ms: message ? message.receivedAt - t0 : outcome.outcome.at - wall0,
+    kind: outcome.kind,
+    family,
+    // What the outcome says: where it was delivered, or the reason Haraka gives.
+    says: outcome.kind === 'delivered' ? `${outcome.ip}: ${outcome.response}` : outcome.err,
+    retries,
+    // Seconds until Haraka's retry, for a deferral.
+    delay: outcome.delay,
+    record: outcome.record,
+    log: () => h.log().slice(from),
+  }
+}
+
+/** 'delivered over IPv4', 'bounced': how a run ended. */
+const outcomeName = (r) => (r.family ? `${r.kind} over ${r.family}` : r.kind)
+
+/** How a run ended and what Haraka said, with the retry interval of a deferral. */
+const outcomeDetail = (r) =>
+  `${outcomeName(r)}${r.kind === 'deferred' ? ` (retry in ${r.delay} s)` : ''}: ${r.says}` +
+  (r.retries ? ` (after ${r.retries} immediate retry)` : '')
+
+/** The runs' outcome: the one name, or each with its count where runs disagree. */
+function outcomesOf(runs) {
+  const counts = new Map()
+  for (const r of runs) counts.set(outcomeName(r), (counts.get(outcomeName(r)) || 0) + 1)
+  return counts.size === 1 ? [...counts.keys()][0] : [...counts].map(([n, c]) => `${c}× ${n}`).join(', ')
+}
+
+/**
+ * Scenarios 7-11: [::1]:25 (`six`, startSink options) refuses or never greets, 127.0.0.1:25
+ * takes the message. Outcome and time per variant; a ratio only where both delivered.
+ */
+function ipv6RefusalScenario({ id, title, what, domain, six, sixSays, slow }) {
+  return {
+    id,
+    title,
+    slow,
+    async run(ctx) {
+      const scope = support.makeScope(`scenario ${id}`)
+      try {
+        const { sinks } = await standIns(scope, { sinks: [{ host: '::1', ...six }, '127.0.0.1'] })
+        const runs = slow ? RUNS_SLOW : RUNS_FAST
+        const timeoutMs = CONNECT_TIMEOUT_S * 1000 + 20000
+        const runsInfo = { stock: [], plugin: [] }
+        for (let i = 1; i <= runs; i++) {
+          for (const variant of VARIANTS) {
+            const r = await withHaraka(ctx, variant, sinks, (h) => finalOutcome(h, sinks, domain, timeoutMs))
+            runsInfo[variant].push(r)
+            log(`  [${id}] ${variant.padEnd(6)} run ${i}/${runs}: ${outcomeName(r)} in ${fmtMs(r.ms)}`)
+          }
+        }
+        const samples = { stock: runsInfo.stock.map((r) => r.ms), plugin: runsInfo.plugin.map((r) => r.ms) }
+        const stock = median(samples.stock)
+        const plugin = median(samples.plugin)
+        const allDelivered = [...runsInfo.stock, ...runsInfo.plugin].every((r) => r.kind === 'delivered')
+        const first = (variant) => runsInfo[variant][0]
+        const pluginRecord = first('plugin').record
+        return {
+          rows: [
+            {
+              id,
+              what,
+              stock: `${outcomesOf(runsInfo.stock)}, ${fmtMs(stock)}`,
+              plugin: `${outcomesOf(runsInfo.plugin)}, ${fmtMs(plugin)}`,
+              ratio: allDelivered ? speedup(stock, plugin) : '—',
+            },
+          ],
+          details: [
+            `MX ${domain} → mx.${domain}: AAAA ::1 (${sixSays}), A 127.0.0.1 (sink).`,
+            `Stock (run 1): ${outcomeDetail(first('stock'))}`.replace(/\.?$/, '.'),
+            `Plugin (run 1): ${outcomeDetail(first('plugin'))}`.replace(/\.?$/, '.'),
+            ...(pluginRecord ? [`Plugin log (run 1): \`${describeDelivery(pluginRecord)}\``] : []),
+            "Time: to the sink's receipt where delivered, to Haraka's deferred or bounce hook otherwise.",
+          ],
+          samples,
+          unit: 'ms',
+        }
+      } finally {
+        await scope.close()
+      }
+    },
+  }
+}
+
+// The refusals as Gmail and Microsoft word them (test/e2e/policy.test.js).
+const GMAIL_PTR = '5.7.25 [::1] The IP address sending this message does not have a PTR record setup'
+const GMAIL_GUIDELINES =
+  '5.7.1 [::1] Our system has detected that this message does not meet IPv6 sending guidelines ' +
+  'regarding PTR records and authentication'
+const MS_RDNS = '4.7.25 Service unavailable, sending IPv6 address [::1] must have reverse DNS record.'
 
 // ---------------------------------------------------------------------------------------
 // Scenarios. Each returns table rows and the details for results.md.
@@ -495,6 +622,52 @@ const SCENARIOS = [
       }
     },
   },
+  ipv6RefusalScenario({
+    id: 7,
+    title: '421 greeting on IPv6, working IPv4 on the same MX host',
+    what: '421 greeting on IPv6 + working A: outcome, time',
+    domain: 'greet421.bench',
+    six: { greeting: '421 4.7.0 mx.greet421.bench IPv6 not accepted' },
+    sixSays: 'sink greeting `421 4.7.0 … IPv6 not accepted` and closing',
+    slow: false,
+  }),
+  ipv6RefusalScenario({
+    id: 8,
+    title: 'IPv6 accepts TCP and never greets, working IPv4 on the same MX host',
+    what: 'silent IPv6 (TCP, no greeting) + working A: outcome, time',
+    domain: 'silent.bench',
+    six: { silent: true },
+    sixSays: 'accepts TCP, never greets',
+    // Stock waits connect_timeout for the greeting.
+    slow: true,
+  }),
+  ipv6RefusalScenario({
+    id: 9,
+    title: 'Gmail 550 5.7.25 (no PTR) at RCPT over IPv6',
+    what: '550 5.7.25 PTR at RCPT over IPv6: outcome, time',
+    domain: 'ptr.bench',
+    six: { refuse: { stage: 'rcpt', code: 550, text: GMAIL_PTR } },
+    sixSays: 'sink refusing RCPT with `550 5.7.25 … PTR record`',
+    slow: false,
+  }),
+  ipv6RefusalScenario({
+    id: 10,
+    title: 'Gmail 550 5.7.1 (IPv6 sending guidelines) at the end of DATA over IPv6',
+    what: '550 5.7.1 IPv6 guidelines at end of DATA: outcome, time',
+    domain: 'guidelines.bench',
+    six: { refuse: { stage: 'data', code: 550, text: GMAIL_GUIDELINES } },
+    sixSays: 'sink refusing the final dot with `550 5.7.1 … IPv6 sending guidelines`',
+    slow: false,
+  }),
+  ipv6RefusalScenario({
+    id: 11,
+    title: 'Microsoft 450 4.7.25 (no reverse DNS) at MAIL over IPv6',
+    what: '450 4.7.25 rDNS at MAIL over IPv6: outcome, time',
+    domain: 'rdns.bench',
+    six: { refuse: { stage: 'mail', code: 450, text: MS_RDNS } },
+    sixSays: 'sink refusing MAIL with `450 4.7.25 … must have reverse DNS record`',
+    slow: false,
+  }),
 ]
 
 /** Scenario 5, one run: warm-up, then BULK_MESSAGES through a pooled client at bounded concurrency. */
@@ -691,6 +864,14 @@ function resultsMarkdown({ results, m, started, totalMs, partial }) {
       "over [::1]:25 here. Haraka's single thread is the bottleneck (about 6 ms of CPU per message), and " +
       'it shares 2 cores with the sinks and the submitting client, so msg/s moves from run to run (see the ' +
       'per-run numbers); CPU per message is the steadier measure of what the plugin adds.',
+    '- Scenarios 7-11: each message ends in one of delivered (over which family), deferred or bounced, ' +
+      'timed from just before its submission to the sink taking it, or to the deferred or bounce hook ' +
+      "in Haraka (the recorder plugin's timestamp). Stock Haraka 3.3.4 uses the AAAA first, as in " +
+      'scenario 5, and takes the refusal at face value: a 5xx bounces, a 4xx (or a 421 greeting) defers ' +
+      "for Haraka's retry interval, and its time is the time to that outcome, not to a delivery. The " +
+      "plugin's policy retry is a 0 s deferral retried at once over IPv4; its time runs to the IPv4 " +
+      'delivery. A ratio only where both delivered (scenario 8, where stock waits connect_timeout for ' +
+      'the greeting that never comes, then tries the A).',
     '- Ratios: time scenarios stock ÷ plugin; msg/s plugin ÷ stock; CPU plugin ÷ stock; RSS plugin − stock.',
     '',
   )
@@ -807,7 +988,7 @@ async function main() {
   const results = []
   const ctx = { dns: null }
   try {
-    if (chosen.some((s) => s.id <= 5)) {
+    if (chosen.some((s) => s.id !== 6)) {
       ctx.dns = await root.own(support.startDns(ZONES))
     }
     for (const s of chosen) {

@@ -21,8 +21,11 @@ const { selfSignedCert } = require('./tls')
  * postscreen-style server does; `silent` accepts connections and never greets. With any of
  * these the sink sits behind a small TCP front that records in `sessions`, per connection,
  * every byte the client sent before the final greeting line (`early`) and after it (`after`).
+ * `refuse` ({stage: 'mail'|'rcpt'|'data', code, text}) answers that command ('data': the final
+ * dot) with `code text`, as a sender-policy refusal does; `refusals` lists each stage refused.
  * @param {{host?: string, port?: number, starttls?: boolean, tls?: {key: string, cert: string},
- *   greeting?: string, preGreeting?: string[], greetingDelayMs?: number, silent?: boolean}} [opts]
+ *   greeting?: string, preGreeting?: string[], greetingDelayMs?: number, silent?: boolean,
+ *   refuse?: {stage: 'mail'|'rcpt'|'data', code: number, text: string}}} [opts]
  * `receivedAt` of a message is performance.now() in this process when the sink took it (just
  * before its 250 reply), so callers can time delivery without polling latency.
  * @returns {Promise<{host: string, port: number, messages: Array<{from: string, to: string[], data: string,
@@ -39,17 +42,25 @@ async function startSink({
   preGreeting = [],
   greetingDelayMs = 0,
   silent = false,
+  refuse,
 } = {}) {
   const front = preGreeting.length > 0 || greetingDelayMs > 0 || silent
   const { SMTPServer } = require('smtp-server')
   const waiters = makeWaiters()
   const reject = /^([45]\d\d)[ -](.*)$/.exec(greeting || '')
+  /** The error `refuse` answers `stage` with, or null. */
+  const refusal = (stage) => {
+    if (!refuse || refuse.stage !== stage) return null
+    sink.refusals.push(stage)
+    return Object.assign(new Error(refuse.text), { responseCode: refuse.code })
+  }
   const sink = {
     host,
     port: 0,
     messages: [],
     connections: 0,
     sessions: [],
+    refusals: [],
     sni: [],
     secured: [],
     waitForMessages(n, timeoutMs = 10000) {
@@ -77,11 +88,19 @@ async function startSink({
       err.responseCode = Number(reject[1])
       cb(err)
     },
+    onMailFrom(address, session, cb) {
+      cb(refusal('mail'))
+    },
+    onRcptTo(address, session, cb) {
+      cb(refusal('rcpt'))
+    },
     onData(stream, session, cb) {
       const chunks = []
       stream.on('data', (c) => chunks.push(c))
       stream.on('error', cb)
       stream.on('end', () => {
+        const refused = refusal('data')
+        if (refused) return cb(refused)
         sink.messages.push({
           from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
           to: session.envelope.rcptTo.map((r) => r.address),
