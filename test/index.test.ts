@@ -12,7 +12,7 @@ import {
   type FakeHMail,
   type PluginHandle,
   answerText,
-  fakeHmail,
+  makeHmail,
   makePlugin,
   mxEntries,
   mxEntry,
@@ -82,7 +82,7 @@ describe('get_mx hook (route_mx) against a DNS server on loopback', function () 
   }
 
   function route(domain: string): Promise<Routed> {
-    const hmail = fakeHmail(domain)
+    const hmail = makeHmail(domain)
     return new Promise((resolve) => {
       let calls = 0
       plugin.route_mx(

@@ -41,7 +41,7 @@ export interface FakeHMail extends Haraka.HMail {
   rcpt: SeenRecipient
 }
 
-export function fakeHmail(domain: string, todo: Partial<Haraka.HMail['todo']> = {}): FakeHMail {
+export function makeHmail(domain: string, todo: Partial<Haraka.HMail['todo']> = {}): FakeHMail {
   const lines: string[] = []
   const log = (level: string) => (msg: string) => lines.push(`${level} ${msg}`)
   const rcpt: SeenRecipient = { original: `<user@${domain}>` }
