@@ -9,7 +9,7 @@ const assert = require('node:assert/strict')
 
 const fixtures = require('haraka-test-fixtures')
 
-const { startSink, startHaraka, sendMail, waitForOutcome, queuedUuid } = require('./harness')
+const { startSink, startHaraka, sendMail, waitForOutcome, queuedUuid } = require('../../support')
 
 const OUTBOUND = {
   '3.3.4': { local_mx_ok: true, connect_timeout: 30 },

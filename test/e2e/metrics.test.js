@@ -13,7 +13,7 @@ const path = require('node:path')
 
 const fixtures = require('haraka-test-fixtures')
 
-const { startSink, startHaraka, sendMail, waitForOutcome, queuedUuid, freePort } = require('./harness')
+const { startSink, startHaraka, sendMail, waitForOutcome, queuedUuid, freePort } = require('../../support')
 const { parseExposition } = require('../../dist/lib/cli/prom-text')
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js')
