@@ -7,7 +7,7 @@
 
 const assert = require('node:assert/strict')
 
-const { startSink, startHaraka, sendMail, waitForOutcome, queuedUuid, dnsSuite } = require('./harness')
+const { startSink, startHaraka, sendMail, waitForOutcome, queuedUuid, dnsSuite } = require('../../support')
 
 const OUTBOUND = {
   '3.3.4': { local_mx_ok: true, connect_timeout: 30 },

@@ -19,7 +19,7 @@ const {
   queuedUuid,
   freePort,
   dnsSuite,
-} = require('./harness')
+} = require('../../support')
 const { parseExposition } = require('../../dist/lib/cli/prom-text')
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js')

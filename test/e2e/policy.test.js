@@ -11,7 +11,7 @@ const assert = require('node:assert/strict')
 const fixtures = require('haraka-test-fixtures')
 const { SMTPServer } = require('smtp-server')
 
-const { startHaraka, sendMail, waitForOutcome, queuedUuid } = require('./harness')
+const { startHaraka, sendMail, waitForOutcome, queuedUuid } = require('../../support')
 
 // Every scenario's IPv6 address is ::1: no connect outcome of one scenario may reorder the
 // next (a race that fails ::1 at its greeting would demote ::1 for every later MX host).

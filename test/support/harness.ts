@@ -1,5 +1,5 @@
-// The pieces of the end-to-end harness (JavaScript, shared with the end-to-end tests) that
-// the unit tests use, with their types.
+// The pieces of the loopback support module (support/, JavaScript, shared with the end-to-end
+// tests, bench and demo) that the unit tests use, with their types.
 
 export interface BlackHole {
   host: string
@@ -15,6 +15,6 @@ interface Harness {
 
 // A JavaScript module without declarations: its shape is stated here, once.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const harness = require('../e2e/harness') as Harness
+const harness = require('../../support') as Harness
 
 export const { startBlackHole, freePort } = harness

@@ -23,6 +23,9 @@ declare module 'haraka-test-fixtures' {
   export const dns: {
     start(zones?: Record<string, DnsZone>, opts?: { port?: number }): Promise<DnsServer>
   }
+
+  /** A Haraka plugin object built from the package's main module (the built plugin). */
+  export function makePlugin(name: string, opts?: { register?: boolean; configDir?: string }): unknown
 }
 
 declare module 'haraka-config/lib/readers/ini' {

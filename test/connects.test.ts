@@ -1,15 +1,15 @@
-'use strict'
+import assert from 'node:assert/strict'
 
-const assert = require('node:assert/strict')
-
-const {
+import {
+  type ConnectAttempt,
   MessageConnects,
   describeConnectError,
   explainExhausted,
   messageBind,
-} = require('../dist/lib/connects')
+} from '../lib/connects'
+import type { RaceTarget } from '../lib/race'
 
-const target = (address, port = 25) => ({
+const target = (address: string, port = 25): RaceTarget => ({
   address,
   family: address.includes(':') ? 'ipv6' : 'ipv4',
   exchange: 'mx.d.test',
@@ -17,7 +17,10 @@ const target = (address, port = 25) => ({
   port,
 })
 
-function record(targets, attempts, observed = true) {
+/** An attempt as a test states it: `ms` and `at` default to a 5 ms attempt at time 0. */
+type AttemptStep = Omit<ConnectAttempt, 'ms' | 'at'> & Partial<Pick<ConnectAttempt, 'ms' | 'at'>>
+
+function record(targets: RaceTarget[], attempts: AttemptStep[], observed = true): MessageConnects {
   const r = new MessageConnects('d.test')
   r.targets = targets
   r.observed = observed

@@ -1,31 +1,36 @@
-'use strict'
-
 // The IPv6 sender-policy fallback's parts without Haraka: the refusal patterns, the rewrite of a
 // 5xx, the reply filter on a socket, which deferral a refusal answers, the memory, and the
 // per-destination family rules at planning.
 
-const assert = require('node:assert/strict')
-const { EventEmitter } = require('node:events')
+import assert from 'node:assert/strict'
+import { EventEmitter } from 'node:events'
 
-const {
+import {
   DEFAULT_POLICY_PATTERNS,
+  type PolicyRefusal,
+  type ServerReply,
   matchPolicyRefusal,
   rewriteAsTemporary,
   compilePatterns,
   REWRITE_MARKER,
-} = require('../dist/lib/sender-policy')
-const { filterReplies } = require('../dist/lib/reply-filter')
-const { mayFallBack, policyDecider, refusalsAnswered } = require('../dist/lib/policy-fallback')
-const { PolicyMemory } = require('../dist/lib/policy-memory')
-const { parseHostPattern, matchesHostPattern, familyPolicyFor } = require('../dist/lib/host-patterns')
-const { planAddresses } = require('../dist/lib/plan')
-const { MessageConnects } = require('../dist/lib/connects')
-const { parseCidr } = require('../dist/lib/classify')
+} from '../lib/sender-policy'
+import { type FilterableSocket, filterReplies } from '../lib/reply-filter'
+import { mayFallBack, policyDecider, refusalsAnswered } from '../lib/policy-fallback'
+import { PolicyMemory } from '../lib/policy-memory'
+import { type FamilyRules, parseHostPattern, matchesHostPattern, familyPolicyFor } from '../lib/host-patterns'
+import { type PlanOptions, planAddresses } from '../lib/plan'
+import { MessageConnects } from '../lib/connects'
+import { type Cidr, type FilterPolicy, type Family, parseCidr } from '../lib/classify'
+import type { RaceTarget } from '../lib/race'
+import type { MxHost } from '../lib/resolve'
 
-const reply = (code, ...lines) => ({ code, lines })
+const reply = (code: number, ...lines: string[]): Pick<ServerReply, 'code' | 'lines'> => ({ code, lines })
+
+/** A reply as a test states it: its code, then its lines. */
+type ReplyCase = [number, ...string[]]
 
 describe('sender-policy patterns', () => {
-  const refusals = [
+  const refusals: ReplyCase[] = [
     [
       550,
       '550-5.7.1 [2001:db8::1] Our system has detected that this message does',
@@ -52,7 +57,7 @@ describe('sender-policy patterns', () => {
       assert.ok(matchPolicyRefusal(reply(code, ...lines), DEFAULT_POLICY_PATTERNS))
     })
   }
-  const others = [
+  const others: ReplyCase[] = [
     [550, '550 5.1.1 The email account that you tried to reach does not exist.'],
     [451, '451 4.7.1 Greylisted, please try again later'],
     [550, '550 5.7.1 Relaying denied'],
@@ -85,23 +90,25 @@ describe('sender-policy patterns', () => {
 })
 
 /** A socket stand-in: records what is written, emits 'line' events like Haraka's line processor. */
-function fakeSocket() {
-  const s = new EventEmitter()
-  s.written = []
-  s.write = (chunk) => {
-    s.written.push(String(chunk))
+class FakeSocket extends EventEmitter implements FilterableSocket {
+  written: string[] = []
+  write = (chunk: unknown): boolean => {
+    this.written.push(String(chunk))
     return true
   }
-  return s
+}
+
+function fakeSocket(): FakeSocket {
+  return new FakeSocket()
 }
 
 describe('the reply filter', () => {
   it('offers each whole reply with the stage it answers, and passes continuation lines with it', () => {
     const s = fakeSocket()
-    const seen = []
-    const got = []
+    const seen: Array<[string, number, number, string | undefined]> = []
+    const got: string[] = []
     filterReplies(s, (r) => void seen.push([r.stage, r.code, r.lines.length, r.recipient]))
-    s.on('line', (l) => got.push(l))
+    s.on('line', (l: string) => got.push(l))
     s.emit('line', '220-hello\r\n')
     assert.deepEqual(got, [], 'a continuation line waits for its reply')
     s.emit('line', '220 ready\r\n')
@@ -129,8 +136,8 @@ describe('the reply filter', () => {
 
   it('a decider that throws passes the reply unchanged', () => {
     const s = fakeSocket()
-    const got = []
-    const errors = []
+    const got: string[] = []
+    const errors: unknown[] = []
     filterReplies(
       s,
       () => {
@@ -138,14 +145,14 @@ describe('the reply filter', () => {
       },
       (e) => errors.push(e),
     )
-    s.on('line', (l) => got.push(l))
+    s.on('line', (l: string) => got.push(l))
     s.emit('line', '550 no\r\n')
     assert.deepEqual(got, ['550 no\r\n'])
     assert.equal(errors.length, 1)
   })
 })
 
-const target = (family, address, exchange = 'mx.example.test') => ({
+const target = (family: Family, address: string, exchange = 'mx.example.test'): RaceTarget => ({
   address,
   family,
   exchange,
@@ -154,7 +161,7 @@ const target = (family, address, exchange = 'mx.example.test') => ({
 })
 
 describe('the fallback decision', () => {
-  function record() {
+  function record(): MessageConnects {
     const r = new MessageConnects('example.test')
     r.targets = [target('ipv6', '2001:db8::1'), target('ipv4', '192.0.2.1')]
     return r
@@ -173,11 +180,11 @@ describe('the fallback decision', () => {
 
   it('a 5xx policy refusal is recorded and rewritten; a 4xx one recorded only; a 5.1.1 neither', () => {
     const r = record()
-    const seen = []
+    const seen: PolicyRefusal[] = []
     const decide = policyDecider(r.targets[0], r, DEFAULT_POLICY_PATTERNS, (x) => seen.push(x))
     const raw = ['550 5.7.25 no PTR record for you\r\n']
     const out = decide({ stage: 'RCPT', code: 550, lines: [raw[0].trim()], recipient: 'a@example.test' }, raw)
-    assert.match(out[0], /^450 4\.7\.25 no PTR record/)
+    assert.match(out?.[0] ?? '', /^450 4\.7\.25 no PTR record/)
     assert.equal(
       decide({ stage: 'MAIL', code: 450, lines: ['450 4.7.25 IPv6 address must have reverse DNS'] }, []),
       undefined,
@@ -222,7 +229,7 @@ describe('policy memory', () => {
     let now = 1
     const m = new PolicyMemory({ ttlMs: 1000, maxEntries: 10, perf: { now: () => now } })
     m.remember('MX.Example.test.', 'refused', 5000)
-    assert.equal(m.ipv6Refused('mx.example.test').until, 6000)
+    assert.equal(m.ipv6Refused('mx.example.test')?.until, 6000)
     now = 1002
     assert.equal(m.ipv6Refused('mx.example.test'), undefined)
     const off = new PolicyMemory({ ttlMs: 0, maxEntries: 10 })
@@ -254,15 +261,16 @@ describe('family rules', () => {
     assert.equal(p.prefer, undefined)
   })
 
-  const allowAll = {
-    allow: [parseCidr('2001:db8::/32'), parseCidr('192.0.2.0/24')],
+  // Both ranges are valid CIDRs: parseCidr answers null only for bad text.
+  const allowAll: FilterPolicy = {
+    allow: [parseCidr('2001:db8::/32'), parseCidr('192.0.2.0/24')] as Cidr[],
     blockCidrs: [],
     blockRanges: new Set(),
   }
-  const hosts = [
+  const hosts: MxHost[] = [
     { exchange: 'mx.example.test', preference: 10, addresses: ['2001:db8::1', '192.0.2.1'], errors: [] },
   ]
-  const opts = (extra) => ({
+  const opts = (extra: Partial<PlanOptions>): PlanOptions => ({
     policy: allowAll,
     prefer: 'ipv6',
     firstFamilyCount: 1,
@@ -270,7 +278,13 @@ describe('family rules', () => {
     random: () => 0,
     ...extra,
   })
-  const rules = (r) => ({ ipv4Only: [], ipv6Only: [], preferIpv4: [], preferIpv6: [], ...r })
+  const rules = (r: Partial<FamilyRules>): FamilyRules => ({
+    ipv4Only: [],
+    ipv6Only: [],
+    preferIpv4: [],
+    preferIpv6: [],
+    ...r,
+  })
 
   it('planning: an _only rule files the other family under filtered with the rule', () => {
     const plan = planAddresses(

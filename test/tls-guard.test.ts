@@ -1,22 +1,35 @@
-'use strict'
-
 // A Haraka 3.0.x whose delivery step cannot be adapted: the get_mx hook leaves a message to
 // Haraka (CONT) whenever TLS could depend on the MX host name, and plans as usual otherwise.
 
-const assert = require('node:assert/strict')
+import assert from 'node:assert/strict'
 
-const fixtures = require('haraka-test-fixtures')
-const constants = require('haraka-constants')
+import fixtures, { type DnsServer, type DnsZone } from 'haraka-test-fixtures'
+import constants from 'haraka-constants'
 
-const ZONES = {
+import {
+  type FakeHMail,
+  type PluginHandle,
+  makeHmail,
+  makePlugin,
+  mxEntries,
+  stateOf,
+} from './support/plugin'
+
+/** The part of Haraka's outbound/tls the plugin reads. */
+interface OutboundTls {
+  cfg: { force_tls_hosts: string[] }
+  get_tls_options: () => object
+}
+
+const ZONES: Record<string, DnsZone> = {
   'seed.test': { mx: [{ preference: 10, exchange: 'mx.seed.test' }] },
   'mx.seed.test': { a: ['127.0.0.1'] },
 }
 
 describe('get_mx on a Haraka 3.0.x that cannot be adapted for TLS names', function () {
-  let dns
-  let tls
-  let warnings
+  let dns: DnsServer
+  let tls: OutboundTls
+  let warnings: string[]
 
   before(async function () {
     dns = await fixtures.dns.start(ZONES)
@@ -25,10 +38,10 @@ describe('get_mx on a Haraka 3.0.x that cannot be adapted for TLS names', functi
     await dns.close()
   })
 
-  function plugin() {
+  function plugin(): PluginHandle {
     warnings = []
     tls = { cfg: { force_tls_hosts: [] }, get_tls_options: () => ({}) }
-    const p = fixtures.makePlugin('happy-eyeballs', { register: false })
+    const p = makePlugin({ register: false })
     p.config.get = () => ({
       dns: { servers: `127.0.0.1:${dns.port}`, timeout_ms: '1000' },
       filter: { allow: ['127.0.0.1/32'] },
@@ -36,7 +49,7 @@ describe('get_mx on a Haraka 3.0.x that cannot be adapted for TLS names', functi
     p.logwarn = (msg) => warnings.push(msg)
     // A 3.0.x-like outbound (a try_deliver_host step, get_tls_options without from_dns) whose
     // HMailItem lacks the other steps the adapter wraps; no client pool, so nothing connects.
-    p.haraka_require = (name) => {
+    p.haraka_require = (name: string) => {
       if (name === 'outbound/hmail') return { prototype: { try_deliver_host() {} } }
       if (name === 'outbound/tls') return tls
       if (name === 'outbound/client_pool') return { get_client() {} }
@@ -46,27 +59,19 @@ describe('get_mx on a Haraka 3.0.x that cannot be adapted for TLS names', functi
     return p
   }
 
-  function route(p, hmail) {
+  function route(p: PluginHandle, hmail: FakeHMail): Promise<{ code: number | undefined; value: unknown }> {
     return new Promise((resolve) => {
       p.route_mx((code, value) => resolve({ code, value }), hmail, hmail.todo.domain)
     })
   }
 
-  function fakeHmail(todo = {}) {
-    const lines = []
-    return {
-      todo: { domain: 'seed.test', rcpt_to: [], notes: {}, ...todo },
-      notes: {},
-      lines,
-      loginfo: (m) => lines.push(m),
-      logwarn: (m) => lines.push(m),
-      logerror: (m) => lines.push(m),
-    }
+  function fakeHmail(todo: Partial<Haraka.HMail['todo']> = {}): FakeHMail {
+    return makeHmail('seed.test', { rcpt_to: [], notes: {}, ...todo })
   }
 
   it('warns once at start that the MX host name cannot be kept for TLS', function () {
     const p = plugin()
-    assert.equal(p.happy_eyeballs.outbound.tlsNaming, 'unavailable')
+    assert.equal(stateOf(p).outbound.tlsNaming, 'unavailable')
     assert.equal(warnings.filter((w) => /cannot be kept for TLS/.test(w)).length, 1, warnings.join('\n'))
   })
 
@@ -90,7 +95,7 @@ describe('get_mx on a Haraka 3.0.x that cannot be adapted for TLS names', functi
     const { code, value } = await route(p, fakeHmail())
     assert.equal(code, constants.ok)
     assert.deepEqual(
-      value.map((m) => [m.exchange, m.from_dns]),
+      mxEntries(value).map((m) => [m.exchange, m.from_dns]),
       [['127.0.0.1', 'mx.seed.test']],
     )
   })

@@ -1,17 +1,24 @@
-'use strict'
-
 // The race with success = greeting, on fake sockets and a fake clock: a socket connects, then
 // reports the server's first reply line (GREETING_EVENT), or closes, or errors.
 
-const assert = require('node:assert/strict')
-const { EventEmitter } = require('node:events')
+import assert from 'node:assert/strict'
+import { EventEmitter } from 'node:events'
 
-const FakeTimers = require('@sinonjs/fake-timers')
-const fc = require('fast-check')
+import FakeTimers, { type Clock } from '@sinonjs/fake-timers'
+import fc from 'fast-check'
 
-const { raceConnect, describeTimeline, describeFailures, GREETING_EVENT } = require('../dist/lib/race')
+import {
+  type RaceOptions,
+  type RaceResult,
+  type RaceSocket,
+  type RaceTarget,
+  raceConnect,
+  describeTimeline,
+  describeFailures,
+  GREETING_EVENT,
+} from '../lib/race'
 
-function target(address, preference = 10) {
+function target(address: string, preference = 10): RaceTarget {
   return {
     address,
     family: address.includes(':') ? 'ipv6' : 'ipv4',
@@ -21,27 +28,32 @@ function target(address, preference = 10) {
   }
 }
 
-class FakeSocket extends EventEmitter {
-  constructor(t) {
+class FakeSocket extends EventEmitter implements RaceSocket {
+  destroyed = false
+  released = false
+  timers: ReturnType<typeof setTimeout>[] = []
+  constructor(readonly target: RaceTarget) {
     super()
-    this.target = t
-    this.destroyed = false
-    this.released = false
-    this.timers = []
   }
-  destroy() {
+  destroy(): void {
     this.destroyed = true
     for (const t of this.timers) clearTimeout(t)
   }
 }
 
+/** What a fake socket does, and when. */
+type ScriptStep =
+  | { at: number; event: 'connect' | 'close' }
+  | { at: number; event: 'greeting'; code?: number; line: string }
+  | { at: number; event: 'error'; code: string }
+
 describe('raceConnect to the greeting, with a fake clock', function () {
-  let clock
-  let sockets
+  let clock: Clock
+  let sockets: Map<string, FakeSocket>
 
   // script: address → [{ at, event: 'connect' | 'greeting' | 'close' | 'error', line?, code? }]
-  let script
-  const connect = (t) => {
+  let script: Record<string, ScriptStep[]>
+  const connect = (t: RaceTarget): FakeSocket => {
     const s = new FakeSocket(t)
     sockets.set(t.address, s)
     for (const step of script[t.address] ?? []) {
@@ -56,12 +68,12 @@ describe('raceConnect to the greeting, with a fake clock', function () {
     }
     return s
   }
-  const release = (s) => {
+  const release = (s: FakeSocket): void => {
     s.released = true
     s.destroy()
   }
 
-  const race = (targets, opts = {}) =>
+  const race = (targets: RaceTarget[], opts: Partial<RaceOptions<FakeSocket>> = {}) =>
     raceConnect(targets, {
       attemptDelayMs: 250,
       groupDelayMs: 2000,
@@ -73,7 +85,7 @@ describe('raceConnect to the greeting, with a fake clock', function () {
       ...opts,
     })
 
-  const greets = (at, code = 220, line = `${code} mx.test ESMTP`) => [
+  const greets = (at: number, code = 220, line = `${code} mx.test ESMTP`): ScriptStep[] => [
     { at: 1, event: 'connect' },
     { at, event: 'greeting', code, line },
   ]
@@ -96,7 +108,7 @@ describe('raceConnect to the greeting, with a fake clock', function () {
     assert.equal(sockets.size, 1)
     await clock.tickAsync(1)
     const r = await p
-    assert.equal(r.winner.target.address, '::1')
+    assert.equal(r.winner!.target.address, '::1')
     const [a] = r.attempts
     assert.deepEqual(
       [a.outcome, a.connectMs, a.endMs, a.replyCode, a.greeting],
@@ -110,7 +122,7 @@ describe('raceConnect to the greeting, with a fake clock', function () {
     const p = race([target('::1')])
     await clock.tickAsync(5)
     const r = await p
-    assert.equal(r.winner.index, 0)
+    assert.equal(r.winner!.index, 0)
     assert.equal(r.attempts[0].greeting, '220-mx.test postscreen')
   })
 
@@ -122,11 +134,11 @@ describe('raceConnect to the greeting, with a fake clock', function () {
     const p = race([target('::1'), target('127.0.0.1')])
     await clock.tickAsync(10)
     assert.equal(sockets.size, 2, 'the next address did not start at the refusal')
-    assert.equal(sockets.get('::1').destroyed, true)
-    assert.equal(sockets.get('::1').released, false, 'a refused attempt is closed, not sent QUIT')
+    assert.equal(sockets.get('::1')!.destroyed, true)
+    assert.equal(sockets.get('::1')!.released, false, 'a refused attempt is closed, not sent QUIT')
     await clock.tickAsync(5)
     const r = await p
-    assert.equal(r.winner.target.address, '127.0.0.1')
+    assert.equal(r.winner!.target.address, '127.0.0.1')
     assert.equal(r.attempts[1].startMs, 10)
     const [v6] = r.attempts
     assert.deepEqual(
@@ -176,9 +188,9 @@ describe('raceConnect to the greeting, with a fake clock', function () {
     assert.equal(sockets.size, 2)
     await clock.tickAsync(150)
     const r = await p
-    assert.equal(r.winner.target.address, '::1', 'the silent first attempt may still win')
+    assert.equal(r.winner!.target.address, '::1', 'the silent first attempt may still win')
     assert.equal(r.attempts[1].outcome, 'cancelled')
-    assert.equal(sockets.get('127.0.0.1').released, true, 'a loser goes through release')
+    assert.equal(sockets.get('127.0.0.1')!.released, true, 'a loser goes through release')
   })
 
   it('nothing greets by the deadline: the earliest connected attempt is handed over anyway', async function () {
@@ -190,14 +202,14 @@ describe('raceConnect to the greeting, with a fake clock', function () {
     const p = race([target('::1'), target('::2'), target('127.0.0.1')], { deadlineMs: 1000 })
     await clock.tickAsync(1000)
     const r = await p
-    assert.equal(r.winner.target.address, '::1')
+    assert.equal(r.winner!.target.address, '::1')
     assert.deepEqual(
       r.attempts.map((a) => a.outcome),
       ['connected', 'timed out', 'cancelled'],
     )
     assert.equal(r.attempts[0].endMs, 1, 'a silent winner ends at its TCP connect')
-    assert.equal(sockets.get('::1').destroyed, false)
-    assert.equal(sockets.get('127.0.0.1').released, true)
+    assert.equal(sockets.get('::1')!.destroyed, false)
+    assert.equal(sockets.get('127.0.0.1')!.released, true)
     assert.match(describeTimeline(r), /\[::1\]:25 connected after 1 ms, no greeting by the deadline/)
   })
 
@@ -234,14 +246,14 @@ describe('raceConnect to the greeting, with a fake clock', function () {
     const p = race([target('::1')], { deadlineMs: 300 })
     await clock.tickAsync(300)
     const r = await p
-    assert.equal(r.winner.index, 0)
+    assert.equal(r.winner!.index, 0)
     assert.equal(r.attempts[0].greeting, undefined, 'won as a silent connection, not on the tied greeting')
     const before = JSON.stringify(r.attempts)
-    sockets.get('::1').emit(GREETING_EVENT, { code: 421, line: '421 bye' })
-    sockets.get('::1').emit('close')
+    sockets.get('::1')!.emit(GREETING_EVENT, { code: 421, line: '421 bye' })
+    sockets.get('::1')!.emit('close')
     assert.equal(JSON.stringify(r.attempts), before)
-    assert.equal(sockets.get('::1').listenerCount(GREETING_EVENT), 0, 'race listeners left on the winner')
-    assert.equal(sockets.get('::1').listenerCount('close'), 0, 'race listeners left on the winner')
+    assert.equal(sockets.get('::1')!.listenerCount(GREETING_EVENT), 0, 'race listeners left on the winner')
+    assert.equal(sockets.get('::1')!.listenerCount('close'), 0, 'race listeners left on the winner')
   })
 
   it('success connect keeps winning at the TCP connect, whatever the greeting', async function () {
@@ -249,7 +261,7 @@ describe('raceConnect to the greeting, with a fake clock', function () {
     const p = race([target('::1')], { success: 'connect' })
     await clock.tickAsync(1)
     const r = await p
-    assert.equal(r.winner.index, 0)
+    assert.equal(r.winner!.index, 0)
     assert.deepEqual(Object.keys(r.attempts[0]).sort(), ['endMs', 'outcome', 'startMs', 'target'])
   })
 })
@@ -285,15 +297,15 @@ describe('raceConnect to the greeting, randomized', function () {
         const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout'], now: 0 })
         try {
           const targets = rc.fates.map((_, i) => target(`192.0.2.${i + 1}`))
-          const sockets = []
-          const released = new Set()
-          const events = [] // [i, kind, at]
-          const connect = (t) => {
+          const sockets: FakeSocket[] = []
+          const released = new Set<FakeSocket>()
+          const events: Array<[number, string, number]> = [] // [i, kind, at]
+          const connect = (t: RaceTarget): FakeSocket => {
             const i = targets.indexOf(t)
             const f = rc.fates[i]
             const s = new FakeSocket(t)
             sockets[i] = s
-            const later = (ms, fn) => s.timers.push(setTimeout(fn, ms))
+            const later = (ms: number, fn: () => void) => s.timers.push(setTimeout(fn, ms))
             if (f.kind === 'error')
               later(f.t, () => s.emit('error', Object.assign(new Error('x'), { code: 'ECONNREFUSED' })))
             if (f.kind === 'connect')
@@ -305,25 +317,27 @@ describe('raceConnect to the greeting, randomized', function () {
                 if (g.kind === 'silent' || s.destroyed) return
                 later(g.t, () => {
                   events.push([i, g.kind, clock.now])
-                  if (g.kind === 'close') return s.emit('close')
-                  const [code, sep] = {
-                    'greet-220': [220, ' '],
-                    'greet-220-': [220, '-'],
-                    'greet-421': [421, ' '],
-                    'greet-554': [554, ' '],
-                  }[g.kind]
+                  if (g.kind === 'close') return void s.emit('close')
+                  const [code, sep] = (
+                    {
+                      'greet-220': [220, ' '],
+                      'greet-220-': [220, '-'],
+                      'greet-421': [421, ' '],
+                      'greet-554': [554, ' '],
+                    } as const
+                  )[g.kind]
                   s.emit(GREETING_EVENT, { code, line: `${code}${sep}x` })
                 })
               })
             return s
           }
-          let result
+          let result: RaceResult<FakeSocket> | undefined
           raceConnect(targets, {
             attemptDelayMs: rc.attemptDelayMs,
             groupDelayMs: 2000,
             deadlineMs: rc.deadlineMs,
             connect,
-            release: (s) => {
+            release: (s: FakeSocket) => {
               released.add(s)
               s.destroy()
             },
@@ -353,7 +367,7 @@ describe('raceConnect to the greeting, randomized', function () {
               const connectedLive = attempts.filter(
                 (a) => a.connectMs !== undefined && ['connected', 'cancelled'].includes(a.outcome),
               )
-              for (const a of connectedLive) assert.ok(a.connectMs >= w.connectMs)
+              for (const a of connectedLive) assert.ok(a.connectMs! >= w.connectMs!)
             }
           } else {
             assert.equal(welcomed.length, 0)
@@ -362,7 +376,7 @@ describe('raceConnect to the greeting, randomized', function () {
           for (const [i] of refused) {
             if (attempts[i] && attempts[i].greeting !== undefined) {
               assert.equal(attempts[i].outcome, 'failed')
-              assert.match(attempts[i].error, /^greeting (421|554) x$/)
+              assert.match(attempts[i].error!, /^greeting (421|554) x$/)
             }
           }
           attempts.forEach((a, i) => {

@@ -1,17 +1,12 @@
-'use strict'
+import assert from 'node:assert/strict'
+import { EventEmitter } from 'node:events'
 
-const assert = require('node:assert/strict')
-const { EventEmitter } = require('node:events')
+import { GreetingWatch, parseReplyLine, type LineSocket as WatchedSocket } from '../lib/greeting'
+import { GREETING_EVENT, type GreetingReply } from '../lib/race'
 
-const { GreetingWatch, parseReplyLine } = require('../dist/lib/greeting')
-const { GREETING_EVENT } = require('../dist/lib/race')
-
-class LineSocket extends EventEmitter {
-  constructor() {
-    super()
-    this.paused = 0
-  }
-  pause() {
+class LineSocket extends EventEmitter implements WatchedSocket {
+  paused = 0
+  pause(): void {
     this.paused++
   }
 }
@@ -51,8 +46,8 @@ describe('GreetingWatch', function () {
   it('reports the first line once, pauses there, and keeps every line in order', function () {
     const socket = new LineSocket()
     const watch = new GreetingWatch(socket)
-    const seen = []
-    socket.on(GREETING_EVENT, (r) => seen.push(r))
+    const seen: GreetingReply[] = []
+    socket.on(GREETING_EVENT, (r: GreetingReply) => seen.push(r))
     socket.emit('line', '220-mx.test first\r\n')
     assert.deepEqual(seen, [{ code: 220, line: '220-mx.test first' }])
     assert.equal(socket.paused, 1)
@@ -68,8 +63,8 @@ describe('GreetingWatch', function () {
     const watch = new GreetingWatch(socket)
     socket.emit('line', '220-a\r\n')
     socket.emit('line', '220 b\r\n')
-    const got = []
-    socket.on('line', (l) => got.push(l))
+    const got: string[] = []
+    socket.on('line', (l: string) => got.push(l))
     watch.replay()
     socket.emit('line', '250 later\r\n')
     assert.deepEqual(got, ['220-a\r\n', '220 b\r\n', '250 later\r\n'])

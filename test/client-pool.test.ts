@@ -1,38 +1,70 @@
-'use strict'
+import assert from 'node:assert/strict'
+import net from 'node:net'
+import path from 'node:path'
 
-const assert = require('node:assert/strict')
-const net = require('node:net')
-const path = require('node:path')
+import { EventEmitter } from 'node:events'
 
-const { EventEmitter } = require('node:events')
-
-const { ClientPoolBridge, UNCLAIMED_LIMIT, detectPoolShape } = require('../dist/lib/client-pool')
-const { MessageConnects } = require('../dist/lib/connects')
-const { Haraka30Delivery } = require('../dist/lib/haraka30')
-const { bindHarakaOutbound } = require('../dist/lib/haraka-outbound')
-const { PlannedEntries } = require('../dist/lib/planned')
-const { raceConnect } = require('../dist/lib/race')
-const { freePort } = require('./e2e/harness')
+import { type PoolSocket, ClientPoolBridge, UNCLAIMED_LIMIT, detectPoolShape } from '../lib/client-pool'
+import type { ConnectOutcome } from '../lib/health'
+import { type ConnectAttempt, MessageConnects } from '../lib/connects'
+import { Haraka30Delivery } from '../lib/haraka30'
+import { type HarakaOutbound, type HarakaRequire, bindHarakaOutbound } from '../lib/haraka-outbound'
+import { PlannedEntries } from '../lib/planned'
+import { type RaceTarget, raceConnect } from '../lib/race'
+import { freePort } from './support/harness'
 
 const HARAKA = {
   '3.3.4': path.dirname(require.resolve('Haraka/package.json')),
   '3.0.3': path.dirname(require.resolve('haraka30/package.json')),
 }
-const harakaRequire = (dir) => (name) => require(path.join(dir, name))
+type Version = keyof typeof HARAKA
+// Haraka ships no types: its modules are read as the parts of them these tests use (below).
+const harakaRequire =
+  (dir: string): HarakaRequire =>
+  (name: string) =>
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    require(path.join(dir, name)) as unknown
+
+/** What Haraka's client pool calls back with: an error, or a socket. */
+type PoolCallback = (err: unknown, socket: HandedSocket | null) => void
+
+/**
+ * outbound/client_pool: get_client(mx, cb) on 3.1+, get_client(port, host, localAddr, isUnix,
+ * cb) on 3.0.x; the tests call the one their version has.
+ */
+interface HarakaPool {
+  get_client: (...args: unknown[]) => void
+}
+
+/** A socket Haraka's pool handed over: a pool socket that can also write and STARTTLS. */
+type HandedSocket = PoolSocket & { write: (data: string) => boolean; upgrade?: unknown }
+
+/** An MX entry as hmail.js hands it to the pool. */
+interface PoolMx {
+  exchange: string
+  port: number
+  bind?: string
+}
+
+/** An SMTP-ish peer that counts its connections. */
+type Greeter = net.Server & { accepted: number }
+
+// Every server here listens on TCP, so its address is an AddressInfo.
+const portOf = (server: net.Server): number => (server.address() as net.AddressInfo).port
 
 // An SMTP-ish peer that greets at once and counts connections.
-async function greeter(host = '127.0.0.1') {
+async function greeter(host = '127.0.0.1'): Promise<Greeter> {
   const server = net.createServer((s) => {
     server.accepted++
     s.on('error', () => {})
     s.write('220 greeter ready\r\n')
-  })
+  }) as Greeter
   server.accepted = 0
-  await new Promise((resolve) => server.listen({ host, port: 0 }, resolve))
+  await new Promise<void>((resolve) => server.listen({ host, port: 0 }, resolve))
   return server
 }
 
-const target = (address, port) => ({
+const target = (address: string, port: number): RaceTarget => ({
   address,
   family: address.includes(':') ? 'ipv6' : 'ipv4',
   exchange: 'mx.pool.test',
@@ -40,27 +72,27 @@ const target = (address, port) => ({
   port,
 })
 
-const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 describe('client pool shape detection', function () {
   it("reads Haraka 3.3.4's get_client(mx, cb) as the mx shape", function () {
-    assert.equal(detectPoolShape(require(path.join(HARAKA['3.3.4'], 'outbound/client_pool'))), 'mx')
+    assert.equal(detectPoolShape(harakaRequire(HARAKA['3.3.4'])('outbound/client_pool')), 'mx')
   })
   it("reads Haraka 3.0.3's get_client(port, host, ...) as the legacy shape", function () {
-    assert.equal(detectPoolShape(require(path.join(HARAKA['3.0.3'], 'outbound/client_pool'))), 'legacy')
+    assert.equal(detectPoolShape(harakaRequire(HARAKA['3.0.3'])('outbound/client_pool')), 'legacy')
   })
   it('anything else is unknown', function () {
     assert.equal(detectPoolShape(undefined), 'unknown')
     assert.equal(detectPoolShape({}), 'unknown')
-    assert.equal(detectPoolShape({ get_client: (socketOpts, cb) => cb }), 'unknown')
+    assert.equal(detectPoolShape({ get_client: (_socketOpts: unknown, cb: unknown) => cb }), 'unknown')
   })
   it("reports an outbound.ini inet_prefer that would regroup the plugin's order", function () {
-    const withPrefer = (value) =>
+    const withPrefer = (value: string) =>
       bindHarakaOutbound(
-        (name) => {
+        (name: string) => {
           if (name === 'outbound/config') return { cfg: { connect_timeout: 30, inet_prefer: value } }
           if (name === 'outbound/client_pool') return { get_client() {} }
-          return require(path.join(HARAKA['3.3.4'], name))
+          return harakaRequire(HARAKA['3.3.4'])(name)
         },
         { onOutcome() {}, log() {} },
       )
@@ -70,32 +102,33 @@ describe('client pool shape detection', function () {
 
   it('an unknown pool leaves racing off with a reason, and keeps HarakaMx', function () {
     const out = bindHarakaOutbound(
-      (name) => {
+      (name: string) => {
         if (name === 'outbound/client_pool') return { get_client() {} }
-        return require(path.join(HARAKA['3.3.4'], name))
+        return harakaRequire(HARAKA['3.3.4'])(name)
       },
       { onOutcome() {}, log() {} },
     )
     assert.equal(out.bridge, undefined)
-    assert.match(out.raceUnavailable, /unknown shape/)
+    assert.match(out.raceUnavailable ?? '', /unknown shape/)
     assert.equal(typeof out.HarakaMx, 'function')
   })
 })
 
-for (const version of Object.keys(HARAKA)) {
+for (const version of Object.keys(HARAKA) as Version[]) {
   describe(`client pool bridge on Haraka ${version}`, function () {
     const req = harakaRequire(HARAKA[version])
-    const pool = req('outbound/client_pool')
+    const pool = req('outbound/client_pool') as HarakaPool
     const original = pool.get_client
-    let out
-    let server
-    let outcomes
+    let out: HarakaOutbound
+    let server: Greeter
+    let outcomes: Array<[string, ConnectOutcome]>
     // Like hmail.js, listeners go on inside the callback, before any data may flow.
-    const getClient = (mx) =>
-      new Promise((resolve) => {
-        const cb = (err, socket) => {
-          const firstLine = socket && new Promise((r) => socket.once('line', (l) => r(String(l))))
-          resolve({ err, socket, firstLine })
+    const getClient = (mx: PoolMx) =>
+      new Promise<{ err: unknown; socket: HandedSocket; firstLine: Promise<string> }>((resolve) => {
+        const cb: PoolCallback = (err, socket) => {
+          const firstLine = (socket &&
+            new Promise<string>((r) => socket.once('line', (l: unknown) => r(String(l))))) as Promise<string>
+          resolve({ err, socket: socket as HandedSocket, firstLine })
         }
         if (version === '3.0.3') pool.get_client(mx.port, mx.exchange, mx.bind, false, cb)
         else pool.get_client(mx, cb)
@@ -103,7 +136,7 @@ for (const version of Object.keys(HARAKA)) {
 
     beforeEach(async function () {
       outcomes = []
-      out = bindHarakaOutbound(req, { onOutcome: (t, o) => outcomes.push([t.address, o]), log() {} })
+      out = bindHarakaOutbound(req, { onOutcome: (t, o) => void outcomes.push([t.address, o]), log() {} })
       server = await greeter()
     })
 
@@ -112,37 +145,36 @@ for (const version of Object.keys(HARAKA)) {
       Haraka30Delivery.installedOn(req('outbound/hmail'))?.uninstall()
       // Loading Haraka 3.0's outbound starts its retry queue's interval timer; a Haraka
       // process owns it, this test process must stop it.
-      const queue = req('outbound/queue')
+      const queue = req('outbound/queue') as { temp_fail_queue?: { interval_timer?: NodeJS.Timeout } }
       if (queue.temp_fail_queue?.interval_timer) clearInterval(queue.temp_fail_queue.interval_timer)
     })
 
     afterEach(async function () {
       out.bridge?.uninstall()
-      server.closeAllConnections?.()
-      await new Promise((resolve) => server.close(resolve))
+      await new Promise<void>((resolve) => server.close(() => resolve()))
     })
 
     it('wraps get_client, and uninstall puts the original back', function () {
       assert.ok(out.bridge, out.raceUnavailable)
       assert.notEqual(pool.get_client, original)
-      out.bridge.uninstall()
+      out.bridge!.uninstall()
       assert.equal(pool.get_client, original)
     })
 
     it('hands the raced socket to Haraka with no second handshake and no greeting byte lost', async function () {
-      const { port } = server.address()
+      const port = portOf(server)
       const t = target('127.0.0.1', port)
       const race = await raceConnect([t], {
         attemptDelayMs: 250,
         groupDelayMs: 2000,
         deadlineMs: 2000,
-        connect: (x) => out.bridge.connect(x),
+        connect: (x) => out.bridge!.connect(x),
       })
-      out.bridge.hold(t, race.winner.socket)
+      out.bridge!.hold(t, race.winner!.socket)
       await delay(100) // the greeting arrives while the socket is held
       const { err, socket, firstLine } = await getClient({ exchange: '127.0.0.1', port })
       assert.equal(err, null)
-      assert.equal(socket, race.winner.socket)
+      assert.equal(socket, race.winner!.socket)
       assert.equal(await firstLine, '220 greeter ready\r\n')
       assert.equal(server.accepted, 1)
       assert.equal(typeof socket.write, 'function')
@@ -153,19 +185,19 @@ for (const version of Object.keys(HARAKA)) {
     it('a second plugin instance reuses the installed bridge: one wrapper, its raced socket claimed', async function () {
       const again = bindHarakaOutbound(req, { onOutcome() {}, log() {} })
       assert.equal(again.bridge, out.bridge)
-      const { port } = server.address()
+      const port = portOf(server)
       const t = target('127.0.0.1', port)
       const race = await raceConnect([t], {
         attemptDelayMs: 250,
         groupDelayMs: 2000,
         deadlineMs: 2000,
-        connect: (x) => again.bridge.connect(x),
+        connect: (x) => again.bridge!.connect(x),
       })
-      again.bridge.hold(t, race.winner.socket)
+      again.bridge!.hold(t, race.winner!.socket)
       const { socket } = await getClient({ exchange: '127.0.0.1', port })
-      assert.equal(socket, race.winner.socket)
+      assert.equal(socket, race.winner!.socket)
       assert.equal(server.accepted, 1)
-      out.bridge.uninstall()
+      out.bridge!.uninstall()
       assert.equal(pool.get_client, original, 'more than one layer of wrapping')
       socket.destroy()
     })
@@ -173,25 +205,25 @@ for (const version of Object.keys(HARAKA)) {
     if (version === '3.3.4') {
       it("writes the race's attempts and Haraka's hand-over to the message's record", async function () {
         const planned = new PlannedEntries()
-        out.bridge.uninstall()
+        out.bridge!.uninstall()
         out = bindHarakaOutbound(req, { onOutcome() {}, log() {}, planned })
-        const { port } = server.address()
+        const port = portOf(server)
         const dead = await freePort('127.0.0.1')
         const targets = [target('127.0.0.1', dead), target('127.0.0.1', port)]
         const record = new MessageConnects('pool.test')
-        const racer = out.bridge.racerFor(record)
+        const racer = out.bridge!.racerFor(record)
         const race = await raceConnect(targets, {
           attemptDelayMs: 250,
           groupDelayMs: 2000,
           deadlineMs: 2000,
-          connect: (x) => racer.connect(x),
+          connect: (x) => racer.connect(x, 'connect'),
         })
-        racer.hold(race.winner.target, race.winner.socket)
+        racer.hold(race.winner!.target, race.winner!.socket)
         const entries = targets.map((t) => ({ exchange: t.address, port: t.port }))
         out.track(entries, targets, record)
         assert.equal(record.observed, true)
         const { socket } = await getClient(entries[1])
-        assert.equal(socket, race.winner.socket)
+        assert.equal(socket, race.winner!.socket)
         const { err } = await getClient(entries[0])
         assert.ok(err)
         assert.deepEqual(
@@ -209,25 +241,34 @@ for (const version of Object.keys(HARAKA)) {
 
     describe('success = greeting', function () {
       // A server that writes `script` ([ms, text] steps) and records what the client sends.
-      let scripted
+      interface Received {
+        received: string
+        sentAll: boolean
+      }
+      interface Recorded {
+        got: Received[]
+        sockets: net.Socket[]
+        timers: NodeJS.Timeout[]
+        closed: number
+      }
+      let scripted: (Recorded & { server: net.Server; rec: Recorded }) | null
       beforeEach(function () {
         scripted = null
       })
       afterEach(async function () {
         if (!scripted) return
-        scripted.server.closeAllConnections?.()
-        for (const t of scripted.timers) clearTimeout(t)
+        for (const t of scripted!.timers) clearTimeout(t)
         for (const c of scripted.sockets) c.destroy()
-        await new Promise((resolve) => scripted.server.close(resolve))
+        await new Promise<void>((resolve) => scripted!.server.close(() => resolve()))
       })
-      async function script(steps) {
-        const rec = { got: [], sockets: [], timers: [], closed: 0 }
+      async function script(steps: Array<[number, string]>): Promise<{ port: number; rec: Recorded }> {
+        const rec: Recorded = { got: [], sockets: [], timers: [], closed: 0 }
         const server = net.createServer((c) => {
           rec.sockets.push(c)
-          const conn = { received: '', sentAll: false }
+          const conn: Received = { received: '', sentAll: false }
           rec.got.push(conn)
           c.on('error', () => {})
-          c.on('data', (d) => (conn.received += d))
+          c.on('data', (d: Buffer) => (conn.received += d))
           c.on('close', () => rec.closed++)
           let t = 0
           steps.forEach(([ms, text], i) => {
@@ -241,30 +282,30 @@ for (const version of Object.keys(HARAKA)) {
             )
           })
         })
-        await new Promise((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve))
+        await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve))
         scripted = { ...rec, server, rec }
-        return { port: server.address().port, rec }
+        return { port: portOf(server), rec }
       }
       // Haraka's side: listeners attached in the callback, every line it is given collected.
-      const claimLines = (mx) =>
-        new Promise((resolve) => {
-          const cb = (err, socket) => {
-            const lines = []
-            socket?.on('line', (l) => lines.push(String(l)))
-            resolve({ err, socket, lines })
+      const claimLines = (mx: PoolMx) =>
+        new Promise<{ err: unknown; socket: HandedSocket; lines: string[] }>((resolve) => {
+          const cb: PoolCallback = (err, socket) => {
+            const lines: string[] = []
+            socket?.on('line', (l: unknown) => lines.push(String(l)))
+            resolve({ err, socket: socket as HandedSocket, lines })
           }
           if (version === '3.0.3') pool.get_client(mx.port, mx.exchange, mx.bind, false, cb)
           else pool.get_client(mx, cb)
         })
-      const raceTo = (targets, record = new MessageConnects('pool.test')) => {
-        const racer = out.bridge.racerFor(record)
+      const raceTo = (targets: RaceTarget[], record = new MessageConnects('pool.test')) => {
+        const racer = out.bridge!.racerFor(record)
         return raceConnect(targets, {
           attemptDelayMs: 250,
           groupDelayMs: 2000,
           deadlineMs: 2000,
           success: 'greeting',
           connect: (x) => racer.connect(x, 'greeting'),
-          release: (x) => racer.release(x),
+          release: (x) => racer.release!(x),
         }).then((race) => ({ race, racer, record }))
       }
 
@@ -276,9 +317,9 @@ for (const version of Object.keys(HARAKA)) {
         const t = target('127.0.0.1', port)
         const { race, racer, record } = await raceTo([t])
         assert.equal(race.attempts[0].greeting, '220-first line')
-        racer.hold(t, race.winner.socket)
+        racer.hold(t, race.winner!.socket)
         const { socket, lines } = await claimLines({ exchange: '127.0.0.1', port })
-        assert.equal(socket, race.winner.socket)
+        assert.equal(socket, race.winner!.socket)
         await delay(500)
         assert.deepEqual(lines, ['220-first line\r\n', '220 last line\r\n'])
         assert.equal(rec.got[0].received, '', 'the race sent a byte')
@@ -296,7 +337,7 @@ for (const version of Object.keys(HARAKA)) {
         const { port } = await script([[0, '220-a\r\n220-b\r\n220 c\r\n']])
         const t = target('127.0.0.1', port)
         const { race, racer } = await raceTo([t])
-        racer.hold(t, race.winner.socket)
+        racer.hold(t, race.winner!.socket)
         await delay(50)
         const { socket, lines } = await claimLines({ exchange: '127.0.0.1', port })
         await delay(50)
@@ -318,24 +359,24 @@ for (const version of Object.keys(HARAKA)) {
 
       it('release sends QUIT only after a complete greeting, then closes; after 220- alone it just closes', async function () {
         const complete = await script([[0, '220 ready\r\n']])
-        const socket = out.bridge.connect(target('127.0.0.1', complete.port), 'greeting')
+        const socket = out.bridge!.connect(target('127.0.0.1', complete.port), 'greeting')
         await new Promise((resolve) => socket.once('greeting', resolve))
         await delay(20)
-        out.bridge.release(socket)
+        out.bridge!.release(socket)
         await delay(200)
         assert.equal(complete.rec.got[0].received, 'QUIT\r\n')
         assert.equal(complete.rec.closed, 1, 'not closed after QUIT')
-        for (const t of scripted.timers) clearTimeout(t)
-        await new Promise((resolve) => scripted.server.close(resolve))
+        for (const t of scripted!.timers) clearTimeout(t)
+        await new Promise<void>((resolve) => scripted!.server.close(() => resolve()))
         scripted = null
 
         const partial = await script([
           [0, '220-wait\r\n'],
           [1000, '220 ready\r\n'],
         ])
-        const early = out.bridge.connect(target('127.0.0.1', partial.port), 'greeting')
+        const early = out.bridge!.connect(target('127.0.0.1', partial.port), 'greeting')
         await new Promise((resolve) => early.once('greeting', resolve))
-        out.bridge.release(early)
+        out.bridge!.release(early)
         await delay(200)
         assert.equal(partial.rec.got[0].received, '', 'a byte after 220- alone: a pre-greeting violation')
         assert.equal(partial.rec.closed, 1)
@@ -343,7 +384,7 @@ for (const version of Object.keys(HARAKA)) {
     })
 
     it("passes an address it did not plan to Haraka's own get_client unchanged", async function () {
-      const { port } = server.address()
+      const port = portOf(server)
       const { err, socket } = await getClient({ exchange: '127.0.0.1', port })
       assert.equal(err, null)
       assert.ok(socket)
@@ -355,7 +396,7 @@ for (const version of Object.keys(HARAKA)) {
 
     it("times Haraka's own connects to planned addresses for the health cache", async function () {
       const deadPort = await freePort('127.0.0.1') // bound and released: nothing listens
-      out.bridge.plan([target('127.0.0.1', deadPort)])
+      out.bridge!.plan([target('127.0.0.1', deadPort)])
       const { err } = await getClient({ exchange: '127.0.0.1', port: deadPort })
       assert.ok(err)
       assert.equal(outcomes.length, 1)
@@ -363,13 +404,12 @@ for (const version of Object.keys(HARAKA)) {
     })
 
     it('closes a won socket that Haraka never asks for', async function () {
-      const { port } = server.address()
+      const port = portOf(server)
       const short = bindHarakaOutbound(req, { onOutcome() {}, log() {} })
-      short.bridge.uninstall()
-      const { ClientPoolBridge } = require('../dist/lib/client-pool')
+      short.bridge!.uninstall()
       const bridge = new ClientPoolBridge({
         pool: { get_client: pool.get_client },
-        createSocket: (o) => net.connect(o),
+        createSocket: (o) => net.connect(o) as unknown as PoolSocket, // a net.Socket is a pool socket
         connectTimeoutS: () => 30,
         onOutcome() {},
         log() {},
@@ -381,37 +421,42 @@ for (const version of Object.keys(HARAKA)) {
       assert.equal(bridge.heldCount, 1)
       await delay(120)
       assert.equal(bridge.heldCount, 0)
-      assert.equal(socket.destroyed, true)
+      assert.equal((socket as PoolSocket & { destroyed: boolean }).destroyed, true) // a net.Socket
     })
   })
 }
 
 /** A socket-shaped emitter: what the bridge needs of a pool socket, connecting nowhere. */
 class FakeSocket extends EventEmitter {
-  pause() {}
-  resume() {}
-  setTimeout() {}
-  destroy() {
+  destroyed = false
+  pause(): void {}
+  resume(): void {}
+  setTimeout(): void {}
+  destroy(): void {
     this.destroyed = true
   }
 }
 
+// The bridge never ends a socket in these tests: a FakeSocket stands in without end().
+const fakeSocket = (): PoolSocket => new FakeSocket() as unknown as PoolSocket
+
 describe('client pool bridge: raced sockets Haraka never claims', function () {
-  let logs
-  let bridge
-  let pool
+  let logs: string[]
+  let bridge: ClientPoolBridge
+  let pool: { get_client: (mx: PoolMx, callback: PoolCallback) => void }
 
   beforeEach(function () {
     logs = []
     pool = {
       // the 3.1+ signature; Haraka's own connect is never reached in these tests
-      get_client: function (mx, callback) {
+      get_client: function (mx: PoolMx, callback: PoolCallback) {
+        void mx // named for detectPoolShape, which reads the first parameter's name
         callback('not connected in this test', null)
       },
     }
     bridge = new ClientPoolBridge({
       pool,
-      createSocket: () => new FakeSocket(),
+      createSocket: fakeSocket,
       connectTimeoutS: () => 30,
       onOutcome() {},
       log: (level, msg) => logs.push(`${level} ${msg}`),
@@ -423,15 +468,15 @@ describe('client pool bridge: raced sockets Haraka never claims', function () {
     bridge.uninstall()
   })
 
-  const t = (n) => target(`127.0.0.${n}`, 25)
-  const holdUnclaimed = async (count) => {
+  const t = (n: number) => target(`127.0.0.${n}`, 25)
+  const holdUnclaimed = async (count: number) => {
     for (let i = 0; i < count; i++) bridge.hold(t(1), bridge.connect(t(1)))
     await delay(20)
   }
   const claim = () =>
-    new Promise((resolve) => {
+    new Promise<PoolSocket | null>((resolve) => {
       bridge.hold(t(2), bridge.connect(t(2)))
-      pool.get_client({ exchange: '127.0.0.2', port: 25 }, (err, socket) => resolve(socket))
+      pool.get_client({ exchange: '127.0.0.2', port: 25 }, (_err, socket) => resolve(socket))
     })
   const offWarnings = () => logs.filter((l) => /not racing connections any more/.test(l))
 
@@ -469,15 +514,21 @@ describe('client pool bridge: raced sockets Haraka never claims', function () {
 describe('client pool bridge on the 3.0.x shape: which message a connect belongs to', function () {
   it("writes Haraka's own connect to the entry the 3.0.x adapter says is being connected", async function () {
     const planned = new PlannedEntries()
-    let current
+    let current: object | undefined
     const pool = {
-      get_client: function (port, host, localAddr, isUnix, callback) {
+      get_client: function (
+        port: number,
+        host: string,
+        _localAddr: unknown,
+        _isUnix: boolean,
+        callback: PoolCallback,
+      ) {
         callback(`Outbound connection error: Error: connect ECONNREFUSED ${host}:${port}`, null)
       },
     }
     const bridge = new ClientPoolBridge({
       pool,
-      createSocket: () => new FakeSocket(),
+      createSocket: fakeSocket,
       connectTimeoutS: () => 30,
       onOutcome() {},
       log() {},
@@ -490,15 +541,15 @@ describe('client pool bridge on the 3.0.x shape: which message a connect belongs
       const entries = [{ exchange: '127.0.0.1', port: 25 }]
       const record = new MessageConnects('pool.test')
       planned.track(entries, targets, record)
-      const connect = (host, port) =>
-        new Promise((resolve) => pool.get_client(port, host, undefined, false, resolve))
+      const connect = (host: string, port: number) =>
+        new Promise<unknown>((resolve) => pool.get_client(port, host, undefined, false, resolve))
       // outside try_deliver_host (no current entry): not this message's connect
       await connect('127.0.0.1', 25)
-      assert.deepEqual(record.attempts, [])
+      assert.deepEqual(record.attempts, [] as ConnectAttempt[])
       current = entries[0]
       // the current entry names another address: not this connect either
       await connect('127.0.0.2', 25)
-      assert.deepEqual(record.attempts, [])
+      assert.deepEqual(record.attempts, [] as ConnectAttempt[])
       await connect('127.0.0.1', 25)
       assert.deepEqual(
         record.attempts.map((a) => [a.address, a.by, a.outcome, a.error]),
