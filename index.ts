@@ -15,7 +15,13 @@ import { type DeliveryRecord, describeDelivery, RECORD_NOTE } from './lib/delive
 import { entriesOf, routeDomain } from './lib/route'
 import type { PoolSocket } from './lib/client-pool'
 import { PolicyMemory } from './lib/policy-memory'
-import { mayFallBack, policyDecider, refusalDetail, refusalsAnswered } from './lib/policy-fallback'
+import {
+  mayFallBack,
+  policyDecider,
+  recipientsOf,
+  refusalDetail,
+  refusalsAnswered,
+} from './lib/policy-fallback'
 import type { RaceTarget } from './lib/race'
 import { filterReplies } from './lib/reply-filter'
 import {
@@ -265,13 +271,17 @@ function logTo(hmail: HMail, level: 'info' | 'warn' | 'error', msg: string): voi
   }
 }
 
+/** The record of a message this plugin routed, if it has one. */
+const recordOf = (hmail: HMail): DeliveryRecord | undefined =>
+  hmail?.notes?.[RECORD_NOTE] as DeliveryRecord | undefined
+
 /**
  * Puts this plugin's status and reason on every recipient's DSN: the one its get_mx answer
  * asked for, or, when Haraka ran out of the planned addresses ("Tried all MXs"), what
  * happened to each address for this message.
  */
 function applyPendingDsn(hmail: HMail, err: string, finalBounce: boolean): string | undefined {
-  const record = hmail.notes?.[RECORD_NOTE] as DeliveryRecord | undefined
+  const record = recordOf(hmail)
   if (!record) return undefined
   const d = record.decision
   let pending: { status: { code: number; subject: number; detail: number }; reason: string } | undefined
@@ -320,24 +330,13 @@ function watchPolicyReplies(
   )
 }
 
-/** Haraka's failed recipients as mailbox text. */
-function recipientsOf(list: unknown): string[] | undefined {
-  if (!Array.isArray(list)) return undefined
-  return list.map((r) => {
-    const a = r as { address?: unknown } | null
-    return typeof a?.address === 'function'
-      ? String((a.address as () => unknown).call(a))
-      : String(a?.address ?? r)
-  })
-}
-
 /**
  * A deferral caused by IPv6 sender-policy refusals of this attempt: retried at once (the next
  * attempt plans the refusing hosts without IPv6), with the refusal as the reason. Undefined
  * when the deferral is not theirs.
  */
 function policyRetry(hmail: HMail, params: { err?: string; fail_recips?: unknown }): string | undefined {
-  const record = hmail.notes?.[RECORD_NOTE] as DeliveryRecord | undefined
+  const record = recordOf(hmail)
   if (!record?.connects?.refusals.length) return undefined
   // Haraka 3.0.x passes no fail_recips: a split-off deferral of recipients holds just them.
   const failed =
@@ -380,7 +379,7 @@ export function explain_delivery(this: Plugin, next: Next, hmail: HMail, params:
   try {
     const [host, ip] = Array.isArray(params) ? params : []
     // Haraka 3.0.x names the host by the address it delivered to: the plan knows its MX host.
-    const record = hmail.notes?.[RECORD_NOTE] as DeliveryRecord | undefined
+    const record = recordOf(hmail)
     const exchange =
       typeof host === 'string' && net.isIP(host)
         ? record?.connects?.targets.find((t) => t.address === host)?.exchange
@@ -405,10 +404,6 @@ export function explain_bounce(this: Plugin, next: Next, hmail: HMail, err: unkn
   }
   next()
 }
-
-/** The record of a message this plugin routed, if it has one. */
-const recordOf = (hmail: HMail): DeliveryRecord | undefined =>
-  hmail?.notes?.[RECORD_NOTE] as DeliveryRecord | undefined
 
 export function count_delivery(this: Plugin, next: Next, hmail: HMail, params: unknown[]): void {
   try {

@@ -94,3 +94,14 @@ export function refusalDetail(reply: string): number {
   const m = /^\d{3}[ -](?:[45])\.7\.(\d{1,3})\b/.exec(reply)
   return m ? Number(m[1]) : 0
 }
+
+/** Haraka's failed recipients as mailbox text. */
+export function recipientsOf(list: unknown): string[] | undefined {
+  if (!Array.isArray(list)) return undefined
+  return list.map((r) => {
+    const a = r as { address?: unknown } | null
+    return typeof a?.address === 'function'
+      ? String((a.address as () => unknown).call(a))
+      : String(a?.address ?? r)
+  })
+}

@@ -15,7 +15,7 @@ import {
   REWRITE_MARKER,
 } from '../lib/sender-policy'
 import { type FilterableSocket, filterReplies } from '../lib/reply-filter'
-import { mayFallBack, policyDecider, refusalsAnswered } from '../lib/policy-fallback'
+import { mayFallBack, policyDecider, recipientsOf, refusalsAnswered } from '../lib/policy-fallback'
 import { PolicyMemory } from '../lib/policy-memory'
 import { type FamilyRules, parseHostPattern, matchesHostPattern, familyPolicyFor } from '../lib/host-patterns'
 import { type PlanOptions, planAddresses } from '../lib/plan'
@@ -336,5 +336,21 @@ describe('family rules', () => {
       opts({ switched: [{ exchange: 'MX.example.test', refusal: 'x', at: 0 }] }),
     )
     assert.equal(switched.filtered[0].reason, 'IPv6 refused by policy for this message')
+  })
+})
+
+describe("Haraka's failed recipients as mailboxes", () => {
+  it('reads address-rfc2821 Address objects, plain {address} objects and strings alike', () => {
+    const parsed = { address: () => 'a@example.test' }
+    assert.deepEqual(recipientsOf([parsed, { address: 'b@example.test' }, 'c@example.test']), [
+      'a@example.test',
+      'b@example.test',
+      'c@example.test',
+    ])
+  })
+
+  it('no list is no recipients named', () => {
+    assert.equal(recipientsOf(undefined), undefined)
+    assert.equal(recipientsOf('a@example.test'), undefined)
   })
 })
