@@ -10,7 +10,7 @@ import { HealthCache } from './lib/health'
 import { bindHarakaOutbound, type HarakaOutbound, type MxClass } from './lib/haraka-outbound'
 import { describeError } from './lib/errors'
 import { makeDnsClient, type DnsClient } from './lib/resolve'
-import { explainExhausted, messageBind, MessageConnects } from './lib/connects'
+import { explainedFailure, messageBind, MessageConnects } from './lib/connects'
 import { type DeliveryRecord, describeDelivery, RECORD_NOTE } from './lib/delivery'
 import { entriesOf, routeDomain } from './lib/route'
 import type { PoolSocket } from './lib/client-pool'
@@ -283,12 +283,7 @@ const recordOf = (hmail: HMail): DeliveryRecord | undefined =>
 function applyPendingDsn(hmail: HMail, err: string, finalBounce: boolean): string | undefined {
   const record = recordOf(hmail)
   if (!record) return undefined
-  const d = record.decision
-  let pending: { status: { code: number; subject: number; detail: number }; reason: string } | undefined
-  if (d.action === 'defer' || d.action === 'bounce') pending = d
-  else if (d.action === 'deliver' && record.connects && /Tried all MXs/.test(err)) {
-    pending = explainExhausted(record.connects)
-  }
+  const pending = explainedFailure(record, err)
   if (!pending) return undefined
   const { status, reason } = pending
   const code = finalBounce ? 550 : status.code

@@ -4,7 +4,7 @@
 // message cannot change the story. A message's DeliveryRecord (lib/delivery.ts) carries it.
 
 import type { RaceTarget } from './race'
-import { STATUS, type Status } from './delivery'
+import { type DeliveryRecord, STATUS, type Status } from './delivery'
 import type { PolicyRefusal } from './sender-policy'
 
 export type AttemptSource = 'race' | 'haraka'
@@ -113,4 +113,20 @@ export function messageBind(
 ): { ipv4?: string; ipv6?: string } {
   if (typeof outboundIp !== 'string' || !outboundIp) return bind
   return { ipv4: bind.ipv4 ?? outboundIp, ipv6: bind.ipv6 ?? outboundIp }
+}
+
+/**
+ * The status and reason this plugin gives a deferral or bounce of its message: its own
+ * decision, or, when Haraka ran out of the planned addresses ("Tried all MXs" in Haraka's own
+ * error), what happened to each of them. Undefined when the failure is Haraka's own.
+ */
+export function explainedFailure(
+  record: DeliveryRecord,
+  harakaError: string,
+): { status: Status; reason: string } | undefined {
+  const d = record.decision
+  if (d.action === 'defer' || d.action === 'bounce') return d
+  if (d.action === 'deliver' && record.connects && /Tried all MXs/.test(harakaError))
+    return explainExhausted(record.connects)
+  return undefined
 }

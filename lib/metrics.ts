@@ -8,7 +8,7 @@ import net from 'node:net'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 
 import { type Family, RANGE_NAMES } from './classify'
-import { explainExhausted } from './connects'
+import { explainedFailure } from './connects'
 import type { DeliveryRecord, Status } from './delivery'
 
 export const FAMILIES: readonly Family[] = ['ipv4', 'ipv6']
@@ -144,11 +144,10 @@ const statusText = (s: Status, final: boolean): string =>
  */
 export function decidedStatus(record: DeliveryRecord, err: string, final: boolean): string | undefined {
   const d = record.decision
-  if (d.action === 'defer' || d.action === 'bounce') return statusText(d.status, final)
+  // Haraka bounces a null MX with the status the plugin asked for; it sets no DSN of its own.
   if (d.action === 'null-mx') return final ? statusText(d.status, true) : undefined
-  if (record.connects && /Tried all MXs/.test(err))
-    return statusText(explainExhausted(record.connects).status, final)
-  return undefined
+  const explained = explainedFailure(record, err)
+  return explained ? statusText(explained.status, final) : undefined
 }
 
 /** Seconds: from a fast loopback connect to a race at its default deadline and beyond. */
