@@ -125,8 +125,14 @@ export class Watcher {
     this.timer = undefined
   }
 
+  /** A round is under way. */
   get isRunning(): boolean {
     return this.running
+  }
+
+  /** Not stopped: rounds go on. */
+  get active(): boolean {
+    return !this.stopped
   }
 
   /** Each watched domain's latest result. */
