@@ -2,6 +2,7 @@
 // the connects Haraka made for it) or off Haraka's delivered hook: never off log text. Label
 // values come from small fixed sets (families, outcomes, range names, DSN statuses), never
 // from addresses or domains, so a flood of destinations cannot grow the series.
+// The one exception, the watch metrics, carry the [watch] domains: the operator's own list.
 
 import net from 'node:net'
 

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict'
-import { setTimeout as sleep } from 'node:timers/promises'
 
 import { type ConnectOutcome, HealthCache, type HealthOptions } from '../lib/health'
 
@@ -15,14 +14,12 @@ const failure = (error = 'ECONNREFUSED'): ConnectOutcome => ({
 })
 const success = (): ConnectOutcome => ({ ok: true, latencyMs: 30, at: 1_700_000_000_500 })
 
-// A cache on a fake clock. lru-cache remembers "now" for 1 ms of real time (ttlResolution),
-// so after moving the fake clock the test lets that much real time pass before reading.
+// A cache on a fake clock.
 function fakeClockCache(opts: Omit<HealthOptions, 'perf'>) {
   const clock = { t: 10_000 }
   const cache = new HealthCache({ ...opts, perf: { now: () => clock.t } })
   const advance = async (ms: number): Promise<void> => {
     clock.t += ms
-    await sleep(5)
   }
   return { cache, advance }
 }
