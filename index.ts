@@ -34,7 +34,8 @@ import {
   switchedHosts,
 } from './lib/sender-policy'
 import { processMetrics } from './lib/metrics'
-import { serveMetrics, stopServingMetrics } from './lib/metrics-server'
+import { metricsRole, serveMetrics, stopServingMetrics } from './lib/metrics-server'
+import { type WatchConfig, Watcher } from './lib/watch'
 
 type Next = Haraka.Next
 type HMail = Haraka.HMail
@@ -48,6 +49,8 @@ interface State {
   policyPatterns: readonly NamedPattern[]
   dns: DnsClient
   outbound: HarakaOutbound
+  /** Probes the [watch] domains in the background; absent when none are watched here. */
+  watch?: Watcher
 }
 
 interface Plugin extends Haraka.Plugin {
@@ -92,6 +95,11 @@ export function load_happy_eyeballs_ini(this: Plugin): void {
     // Without a state the hook steps aside (CONT): Haraka routes as if the plugin were absent.
     this.logerror(`${LOG_PREFIX}could not apply happy_eyeballs.ini, stepping aside: ${describeError(err)}`)
   }
+  try {
+    configureWatch(this)
+  } catch (err) {
+    this.logerror(`${LOG_PREFIX}could not start watching [watch] domains: ${describeError(err)}`)
+  }
   serveMetrics(settings.metrics.listen, smtpNodes(this), processMetrics.registry, (level, msg) => {
     if (level === 'info') this.loginfo(LOG_PREFIX + msg)
     else if (level === 'warn') this.logwarn(LOG_PREFIX + msg)
@@ -110,7 +118,56 @@ function smtpNodes(plugin: Plugin): unknown {
 }
 
 export function shutdown(this: Plugin): void {
+  this.happy_eyeballs?.watch?.stop()
   void stopServingMetrics()
+}
+
+const sameWatch = (a: WatchConfig, b: WatchConfig): boolean =>
+  a.intervalMs === b.intervalMs &&
+  a.concurrency === b.concurrency &&
+  a.timeoutMs === b.timeoutMs &&
+  a.domains.join(',') === b.domains.join(',')
+
+/**
+ * Starts, keeps or stops the watcher for [watch]. It runs where mail is delivered: in a single
+ * Haraka, or in each cluster worker for its own health cache; never in a cluster master.
+ */
+function configureWatch(plugin: Plugin): void {
+  const state = plugin.happy_eyeballs
+  if (!state) return
+  const w = state.settings.watch
+  const config: WatchConfig = {
+    domains: state.settings.enabled ? w.domains : [],
+    intervalMs: w.intervalS * 1000,
+    concurrency: w.concurrency,
+    timeoutMs: w.timeoutMs,
+  }
+  processMetrics.watchOnly(config.domains)
+  if (state.watch && sameWatch(state.watch.config, config)) return
+  state.watch?.stop()
+  delete state.watch
+  if (!config.domains.length) return
+  if (metricsRole(smtpNodes(plugin)) === 'master') return
+  const log = (level: 'info' | 'warn' | 'error', msg: string): void => {
+    if (level === 'info') plugin.loginfo(LOG_PREFIX + msg)
+    else if (level === 'warn') plugin.logwarn(LOG_PREFIX + msg)
+    else plugin.logerror(LOG_PREFIX + msg)
+  }
+  // Each round reads the current state: a reload's filters, resolvers and caches apply at once.
+  const current = (): State => plugin.happy_eyeballs ?? state
+  state.watch = new Watcher(config, {
+    settings: () => current().settings,
+    dns: () => current().dns,
+    health: () => current().health,
+    senderPolicy: () => current().policyMemory,
+    onResult: (r) => processMetrics.watched(r),
+    log,
+  })
+  state.watch.start()
+  log(
+    'info',
+    `watching ${config.domains.join(', ')} every ${w.intervalS} s (concurrency ${w.concurrency}, timeout ${w.timeoutMs} ms)`,
+  )
 }
 
 function buildState(plugin: Plugin, settings: Settings): State {
@@ -158,6 +215,7 @@ function buildState(plugin: Plugin, settings: Settings): State {
   return {
     settings,
     health,
+    ...(previous?.watch ? { watch: previous.watch } : {}),
     policyMemory,
     policyPatterns: [...DEFAULT_POLICY_PATTERNS, ...compiled.patterns],
     dns: makeDnsClient(settings.dns.servers, settings.dns.timeoutMs),

@@ -8,6 +8,7 @@ import { type Cidr, type Family, type FilterPolicy, parseCidr, type RangeName, r
 import { parseHostPattern } from './host-patterns'
 import { OPTIONS, type Option, setField } from './options'
 import type { RaceSuccess } from './race'
+import { validDomain } from './resolve'
 
 function isRegExp(source: string): boolean {
   try {
@@ -39,6 +40,8 @@ export interface Settings {
   policy: { enabled: boolean; patterns: string[]; ttlS: number }
   /** `listen`: normalized `IP:port` or `[IPv6]:port`; absent: no metrics endpoint. */
   metrics: { listen?: string }
+  /** `domains`: A-label, lower case; none: nothing is watched. */
+  watch: { domains: string[]; intervalS: number; concurrency: number; timeoutMs: number }
 }
 
 export interface ParsedSettings {
@@ -268,6 +271,10 @@ function readOption(o: Option, v: RawValue, settings: Settings, problems: string
           const pattern = parseHostPattern(item)
           if (pattern) patterns.push(pattern)
           else badEntry(item, 'neither a domain nor *.domain')
+        } else if (o.syntax === 'domain') {
+          const domain = validDomain(item)
+          if (domain && !patterns.includes(domain)) patterns.push(domain)
+          else if (!domain) badEntry(item, 'not a domain')
         } else if (isRegExp(item)) patterns.push(item)
         else badEntry(item, 'not a regular expression')
       }

@@ -1,10 +1,10 @@
 // Recent connect outcomes, per address and per (MX host, family), so the next message to a
 // host whose IPv6 path just failed starts with IPv4 (RFC 6555 §4.2 caching). Bounded by
-// an LRU size limit and a TTL: a flood of distinct destinations cannot grow it.
-
-import { LRUCache } from 'lru-cache'
+// an LRU size limit and a TTL: a flood of distinct destinations cannot grow it. Compact:
+// 100k destinations take under 20 MB (bench/memory.js).
 
 import type { Family } from './classify'
+import { fingerprint, type Fingerprint, OK, OutcomeTable, SLOW } from './outcome-table'
 
 export interface ConnectOutcome {
   ok: boolean
@@ -31,55 +31,74 @@ export interface HealthView {
 export interface HealthOptions {
   ttlMs: number
   maxEntries: number
-  /** Clock for tests; defaults to performance.now via lru-cache. */
+  /** Clock for tests; defaults to performance.now. */
   perf?: { now(): number }
 }
 
-const addressKey = (address: string): string => `a ${address}`
-const familyKey = (exchange: string, family: Family): string => `f ${exchange.toLowerCase()} ${family}`
+// Tags keep the kinds of key apart: an address, or an MX host with one family.
+const ADDRESS = 1
+const FAMILY_TAG: Record<Family, number> = { ipv4: 4, ipv6: 6 }
 
-const isFailure = (o: ConnectOutcome | undefined): boolean => Boolean(o && !o.ok && !o.slow)
+const addressKey = (address: string): Fingerprint => fingerprint(ADDRESS, address)
+const familyKey = (exchange: string, family: Family): Fingerprint =>
+  fingerprint(FAMILY_TAG[family], exchange, true)
 
+const flagsOf = (o: ConnectOutcome): number => (o.ok ? OK : 0) | (o.slow ? SLOW : 0)
+const isFailure = (flags: number | undefined): boolean => flags !== undefined && (flags & (OK | SLOW)) === 0
+const isSlow = (flags: number | undefined): boolean => flags !== undefined && (flags & SLOW) !== 0
+
+/**
+ * Entries are a few numbers each (lib/outcome-table): the flags, the latency (to float32
+ * precision), when it was seen and the error text, interned.
+ */
 export class HealthCache implements HealthView {
-  private readonly entries: LRUCache<string, ConnectOutcome> | undefined
+  private readonly entries: OutcomeTable | undefined
 
   constructor(opts: HealthOptions) {
-    // ttl 0 means "remember nothing": lru-cache would read it as "never expire".
+    const perf = opts.perf ?? performance
+    // ttl 0 means "remember nothing".
     this.entries =
       opts.ttlMs > 0
-        ? new LRUCache<string, ConnectOutcome>({
-            max: opts.maxEntries,
-            ttl: opts.ttlMs,
-            ...(opts.perf ? { perf: opts.perf, ttlResolution: 0 } : {}),
-          })
+        ? new OutcomeTable({ maxEntries: opts.maxEntries, ttlMs: opts.ttlMs, now: () => perf.now() })
         : undefined
   }
 
   /** The newest outcome wins: a success after a failure clears the demotion. */
   record(address: string, family: Family, exchange: string | undefined, outcome: ConnectOutcome): void {
     if (!this.entries) return
-    this.entries.set(addressKey(address), outcome)
-    if (exchange) this.entries.set(familyKey(exchange, family), outcome)
+    const flags = flagsOf(outcome)
+    this.entries.set(addressKey(address), flags, outcome.latencyMs, outcome.at, outcome.error)
+    if (exchange)
+      this.entries.set(familyKey(exchange, family), flags, outcome.latencyMs, outcome.at, outcome.error)
   }
 
   addressFailed(address: string): boolean {
-    return isFailure(this.entries?.get(addressKey(address)))
+    return isFailure(this.entries?.flagsOf(addressKey(address)))
   }
 
   familyFailed(exchange: string, family: Family): boolean {
-    return isFailure(this.entries?.get(familyKey(exchange, family)))
+    return isFailure(this.entries?.flagsOf(familyKey(exchange, family)))
   }
 
   addressSlow(address: string): boolean {
-    return Boolean(this.entries?.get(addressKey(address))?.slow)
+    return isSlow(this.entries?.flagsOf(addressKey(address)))
   }
 
   familySlow(exchange: string, family: Family): boolean {
-    return Boolean(this.entries?.get(familyKey(exchange, family))?.slow)
+    return isSlow(this.entries?.flagsOf(familyKey(exchange, family)))
   }
 
+  /** The newest outcome of `address`, as recorded (its latency to float32 precision). */
   lookup(address: string): ConnectOutcome | undefined {
-    return this.entries?.get(addressKey(address))
+    const stored = this.entries?.get(addressKey(address))
+    if (!stored) return undefined
+    return {
+      ok: (stored.flags & OK) !== 0,
+      ...(stored.error !== undefined ? { error: stored.error } : {}),
+      ...(stored.flags & SLOW ? { slow: true } : {}),
+      latencyMs: stored.latencyMs,
+      at: stored.at,
+    }
   }
 
   get size(): number {

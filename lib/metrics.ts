@@ -2,6 +2,7 @@
 // the connects Haraka made for it) or off Haraka's delivered hook: never off log text. Label
 // values come from small fixed sets (families, outcomes, range names, DSN statuses), never
 // from addresses or domains, so a flood of destinations cannot grow the series.
+// The one exception, the watch metrics, carry the [watch] domains: the operator's own list.
 
 import net from 'node:net'
 
@@ -10,6 +11,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { type Family, RANGE_NAMES } from './classify'
 import { explainedFailure } from './connects'
 import type { DeliveryRecord, Status } from './delivery'
+import type { DomainWatch } from './watch'
 
 export const FAMILIES: readonly Family[] = ['ipv4', 'ipv6']
 
@@ -162,6 +164,10 @@ export const METRIC = {
   filtered: 'happy_eyeballs_filtered_addresses_total',
   raceDuration: 'happy_eyeballs_race_duration_seconds',
   healthEntries: 'happy_eyeballs_health_entries',
+  watchUp: 'happy_eyeballs_watch_up',
+  watchProbes: 'happy_eyeballs_watch_probes_total',
+  watchLastProbe: 'happy_eyeballs_watch_last_probe_timestamp_seconds',
+  watchConnect: 'happy_eyeballs_watch_connect_seconds',
 } as const
 
 /** The plugin's metrics on a registry of their own (not prom-client's global one). */
@@ -177,6 +183,13 @@ export class PluginMetrics {
   private healthSize: () => number = () => 0
   // A message's record is counted once, whichever of its hooks sees it first.
   private readonly counted = new WeakSet<DeliveryRecord>()
+  // Watched domains are labels: the operator's [watch] list bounds them.
+  private readonly watchUp: Gauge<'domain' | 'family'>
+  private readonly watchProbes: Counter<'domain' | 'family' | 'outcome'>
+  private readonly watchLastProbe: Gauge<'domain'>
+  private readonly watchConnect: Gauge<'domain' | 'family'>
+  /** Per watched domain, its probe series (`family outcome`), to drop them when it goes. */
+  private readonly watchSeries = new Map<string, Set<string>>()
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry
@@ -232,6 +245,35 @@ export class PluginMetrics {
         this.set(healthSize())
       },
     })
+    // In cluster mode each worker watches for its own cache: the master serves a family as up
+    // only when every worker reached it, the latest probe, the mean time, the summed probes.
+    this.watchUp = new Gauge({
+      name: METRIC.watchUp,
+      help: 'Watched domain: 1 when some address of the family greeted in the latest round, else 0',
+      labelNames: ['domain', 'family'],
+      aggregator: 'min',
+      registers,
+    })
+    this.watchProbes = new Counter({
+      name: METRIC.watchProbes,
+      help: 'Probes of watched domains, by family and outcome',
+      labelNames: ['domain', 'family', 'outcome'],
+      registers,
+    })
+    this.watchLastProbe = new Gauge({
+      name: METRIC.watchLastProbe,
+      help: 'Watched domain: when its latest round ended (Unix time)',
+      labelNames: ['domain'],
+      aggregator: 'max',
+      registers,
+    })
+    this.watchConnect = new Gauge({
+      name: METRIC.watchConnect,
+      help: "Watched domain: the family's fastest time to the greeting in the latest round",
+      labelNames: ['domain', 'family'],
+      aggregator: 'average',
+      registers,
+    })
     // Zeros from the start, so a rate is right from the first message.
     for (const family of FAMILIES) {
       this.deliveries.labels({ family }).inc(0)
@@ -276,6 +318,42 @@ export class PluginMetrics {
     this.route(record)
     const status = decidedStatus(record, err, final)
     if (status) (final ? this.bounces : this.deferrals).labels({ status }).inc()
+  }
+
+  /** A watched domain's latest round: up per family, its probes, when, the fastest greeting. */
+  watched(r: DomainWatch): void {
+    const outcomes = this.watchSeries.get(r.domain) ?? new Set<string>()
+    this.watchSeries.set(r.domain, outcomes)
+    for (const p of r.probes) outcomes.add(`${p.family} ${p.outcome}`)
+    for (const p of r.probes)
+      this.watchProbes.labels({ domain: r.domain, family: p.family, outcome: p.outcome }).inc()
+    for (const family of FAMILIES) {
+      const f = r.families[family]
+      if (f) this.watchUp.labels({ domain: r.domain, family }).set(f.up ? 1 : 0)
+      else this.watchUp.remove({ domain: r.domain, family })
+      if (f?.connectMs !== undefined)
+        this.watchConnect.labels({ domain: r.domain, family }).set(f.connectMs / 1000)
+      else this.watchConnect.remove({ domain: r.domain, family })
+    }
+    this.watchLastProbe.labels({ domain: r.domain }).set(r.at / 1000)
+  }
+
+  /** Drops the series of domains no longer watched. */
+  watchOnly(domains: readonly string[]): void {
+    const keep = new Set(domains)
+    for (const [domain, outcomes] of this.watchSeries) {
+      if (keep.has(domain)) continue
+      for (const family of FAMILIES) {
+        this.watchUp.remove({ domain, family })
+        this.watchConnect.remove({ domain, family })
+      }
+      for (const key of outcomes) {
+        const [family, outcome] = key.split(' ')
+        this.watchProbes.remove({ domain, family, outcome })
+      }
+      this.watchLastProbe.remove({ domain })
+      this.watchSeries.delete(domain)
+    }
   }
 
   /** The Prometheus text format. */

@@ -97,12 +97,12 @@ export interface BlockListOption extends Row {
 
 /**
  * Patterns, one per `key[]=` line or comma separated; none by default. `host`: a domain or
- * `*.domain` (stored lower case, A-label); `regex`: a regular expression. A bad entry is
- * dropped alone.
+ * `*.domain` (stored lower case, A-label); `domain`: a domain alone; `regex`: a regular
+ * expression. A bad entry is dropped alone.
  */
 export interface PatternListOption extends Row {
   type: 'pattern-list'
-  syntax: 'host' | 'regex'
+  syntax: 'host' | 'domain' | 'regex'
   field: PathTo<string[]>
 }
 
@@ -368,6 +368,44 @@ export const OPTIONS = [
     type: 'listen',
     field: 'metrics.listen',
     why: 'where to serve Prometheus metrics at /metrics; none serves nothing',
+  },
+  {
+    section: 'watch',
+    key: 'domains',
+    type: 'pattern-list',
+    syntax: 'domain',
+    field: 'watch.domains',
+    why: 'domains resolved and probed in the background (TCP, greeting, QUIT), feeding health and metrics; none: off',
+  },
+  {
+    section: 'watch',
+    key: 'interval_s',
+    type: 'integer',
+    field: 'watch.intervalS',
+    default: 60,
+    min: 5,
+    max: 86400,
+    why: 'from the end of one round of probes to the start of the next, so rounds never overlap',
+  },
+  {
+    section: 'watch',
+    key: 'concurrency',
+    type: 'integer',
+    field: 'watch.concurrency',
+    default: 4,
+    min: 1,
+    max: 64,
+    why: 'DNS lookups and probe connections at once, so a long list never floods the network',
+  },
+  {
+    section: 'watch',
+    key: 'timeout_ms',
+    type: 'integer',
+    field: 'watch.timeoutMs',
+    default: 5000,
+    min: 100,
+    max: 30000,
+    why: 'per probe, TCP connect and greeting: a black-holed address counts as down after this long',
   },
 ] as const satisfies readonly Option[]
 

@@ -162,6 +162,7 @@ describe('config', () => {
         'metrics',
         'policy',
         'race',
+        'watch',
       ])
       assert.deepEqual(parse(raw), { settings: DEFAULTS, problems: [] })
     })
@@ -475,7 +476,7 @@ describe('config', () => {
         o.max,
       ],
     )
-    it('the whole-number options are the ten of the table', () => assert.equal(ranges.length, 10))
+    it('the whole-number options are the thirteen of the table', () => assert.equal(ranges.length, 13))
     for (const [section, key, get, min, max] of ranges) {
       it(`[${section}] ${key} takes both ends of its range, ${min} and ${max}, and rejects one past each`, () => {
         for (const v of [min, max]) {
@@ -617,6 +618,12 @@ describe('config', () => {
           'max_entries=10',
           '[metrics]',
           'listen=[::1]:9464',
+          '[watch]',
+          'domains[]=example.org',
+          'domains[]=Bücher.example',
+          'interval_s=30',
+          'concurrency=2',
+          'timeout_ms=3000',
         ].join('\n'),
       )
       const { settings, problems } = parse(raw)
@@ -640,7 +647,25 @@ describe('config', () => {
         family: DEFAULTS.family,
         policy: DEFAULTS.policy,
         metrics: { listen: '[::1]:9464' },
+        watch: {
+          domains: ['example.org', 'xn--bcher-kva.example'],
+          intervalS: 30,
+          concurrency: 2,
+          timeoutMs: 3000,
+        },
       })
+    })
+
+    it('watch domains: each bad entry is reported and dropped alone, a repeated one kept once', () => {
+      const { settings, problems } = parse({
+        watch: { domains: ['example.org', '*.example.com', '192.0.2.1', 'EXAMPLE.org.', 'a..b'] },
+      })
+      assert.deepEqual(settings.watch.domains, ['example.org'])
+      assert.deepEqual(problems, [
+        '[watch] domains entry "*.example.com" is not a domain; ignored',
+        '[watch] domains entry "192.0.2.1" is not a domain; ignored',
+        '[watch] domains entry "a..b" is not a domain; ignored',
+      ])
     })
 
     it('metrics listen takes IPv4:port and [IPv6]:port, written back the same way', () => {

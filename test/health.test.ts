@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict'
-import { setTimeout as sleep } from 'node:timers/promises'
 
 import { type ConnectOutcome, HealthCache, type HealthOptions } from '../lib/health'
 
@@ -15,14 +14,12 @@ const failure = (error = 'ECONNREFUSED'): ConnectOutcome => ({
 })
 const success = (): ConnectOutcome => ({ ok: true, latencyMs: 30, at: 1_700_000_000_500 })
 
-// A cache on a fake clock. lru-cache remembers "now" for 1 ms of real time (ttlResolution),
-// so after moving the fake clock the test lets that much real time pass before reading.
+// A cache on a fake clock.
 function fakeClockCache(opts: Omit<HealthOptions, 'perf'>) {
   const clock = { t: 10_000 }
   const cache = new HealthCache({ ...opts, perf: { now: () => clock.t } })
   const advance = async (ms: number): Promise<void> => {
     clock.t += ms
-    await sleep(5)
   }
   return { cache, advance }
 }
@@ -123,6 +120,36 @@ describe('health', () => {
       cache.record('2001:db8::26', 'ipv6', MX, success())
       assert.equal(cache.familyFailed(MX, 'ipv6'), false)
       assert.equal(cache.addressFailed(V6), true)
+    })
+
+    it('lookup gives back the error text and numbers as recorded, for each of many addresses', () => {
+      const { cache } = fakeClockCache({ ttlMs: 60_000, maxEntries: 10_000 })
+      const nth = (i: number): string => `2001:db8::${(i + 1).toString(16)}`
+      for (let i = 0; i < 2_000; i++) {
+        cache.record(nth(i), 'ipv6', `mx${i}.example.com`, {
+          ok: false,
+          error: i % 3 ? 'ETIMEDOUT' : `421 4.3.2 busy (${i})`,
+          latencyMs: i,
+          at: 1_700_000_000_000 + i,
+        })
+      }
+      for (let i = 0; i < 2_000; i++) {
+        assert.deepEqual(cache.lookup(nth(i)), {
+          ok: false,
+          error: i % 3 ? 'ETIMEDOUT' : `421 4.3.2 busy (${i})`,
+          latencyMs: i,
+          at: 1_700_000_000_000 + i,
+        })
+        assert.equal(cache.familyFailed(`MX${i}.example.com`, 'ipv6'), true)
+      }
+      assert.equal(cache.size, 4_000)
+    })
+
+    it('a slow outcome reads back as slow, with no error', () => {
+      const { cache } = fakeClockCache({ ttlMs: 60_000, maxEntries: 100 })
+      const slow: ConnectOutcome = { ok: false, slow: true, latencyMs: 251, at: 5 }
+      cache.record(V6, 'ipv6', MX, slow)
+      assert.deepEqual(cache.lookup(V6), slow)
     })
 
     it('clear forgets everything', () => {

@@ -396,3 +396,95 @@ describe('get_mx hook (route_mx) against a DNS server on loopback', function () 
     }
   })
 })
+
+describe('the [watch] schedule in the Haraka face', function () {
+  let dns: DnsServer
+  before(async function () {
+    dns = await fixtures.dns.start({ 'watched.test': { aaaa: ['::1'], a: ['127.0.0.1'] } })
+  })
+  after(async function () {
+    await dns.close()
+  })
+
+  const plugins: PluginHandle[] = []
+  afterEach(function () {
+    for (const p of plugins.splice(0)) p.shutdown()
+  })
+
+  /** A plugin on `ini`, with smtp.ini `nodes`; `reload()` rereads both. */
+  function load(watch: Record<string, string | string[]>, nodes = '0') {
+    let ini: Ini = {}
+    let reload: () => void = () => {}
+    const set = (w: Record<string, string | string[]>): void => {
+      // Port 9 on loopback: nothing listens, so each probe is refused at once.
+      ini = {
+        dns: { servers: `127.0.0.1:${dns.port}`, timeout_ms: '300' },
+        main: { port: '9' },
+        filter: { allow: ['127.0.0.0/8', '::1/128'] },
+        watch: w,
+      }
+    }
+    set(watch)
+    const p = makePlugin({ register: false })
+    p.config.get = (name, _type, cb) => {
+      if (name === 'smtp.ini') return { main: { nodes } }
+      if (cb) reload = cb
+      return ini
+    }
+    const logs: string[] = []
+    p.loginfo = (msg) => logs.push(msg)
+    p.logwarn = (msg) => logs.push(msg)
+    plugins.push(p)
+    p.register()
+    return { plugin: p, logs, change: (w: Record<string, string | string[]>) => (set(w), reload()) }
+  }
+
+  async function untilResults(p: PluginHandle): Promise<void> {
+    const end = Date.now() + 10_000
+    while (!stateOf(p).watch?.results().length && Date.now() < end)
+      await new Promise((r) => setTimeout(r, 20))
+  }
+
+  it('probes the watched domains at once and feeds the health cache the next message plans with', async function () {
+    const { plugin, logs } = load({ domains: ['watched.test'], timeout_ms: '1000' })
+    await untilResults(plugin)
+    const [result] = stateOf(plugin).watch?.results() ?? []
+    assert.deepEqual(
+      result.probes.map((p) => [p.address, p.outcome]),
+      [
+        ['::1', 'refused'],
+        ['127.0.0.1', 'refused'],
+      ],
+    )
+    assert.equal(stateOf(plugin).health.familyFailed('watched.test', 'ipv6'), true)
+    assert.ok(
+      logs.some((l) => /watching watched\.test every 60 s/.test(l)),
+      logs.join('\n'),
+    )
+  })
+
+  it('a reload keeps the schedule unless [watch] changed; emptied, it stops; shutdown stops it', function () {
+    const { plugin, change } = load({ domains: ['watched.test'] })
+    const first = stateOf(plugin).watch
+    assert.ok(first?.active)
+    change({ domains: ['watched.test'] })
+    assert.equal(stateOf(plugin).watch, first)
+    change({ domains: ['watched.test'], interval_s: '30' })
+    const second = stateOf(plugin).watch
+    assert.notEqual(second, first)
+    assert.equal(first?.active, false)
+    assert.equal(second?.config.intervalMs, 30_000)
+    change({})
+    assert.equal(stateOf(plugin).watch, undefined)
+    assert.equal(second?.active, false)
+    change({ domains: ['watched.test'] })
+    const third = stateOf(plugin).watch
+    plugin.shutdown()
+    assert.equal(third?.active, false)
+  })
+
+  it('nothing is watched by default, nor in a cluster master, which delivers nothing', function () {
+    assert.equal(stateOf(load({}).plugin).watch, undefined)
+    assert.equal(stateOf(load({ domains: ['watched.test'] }, '2').plugin).watch, undefined)
+  })
+})

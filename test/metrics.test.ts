@@ -18,6 +18,7 @@ import {
 } from '../lib/metrics'
 import type { FilteredEntry, Plan } from '../lib/plan'
 import type { AttemptRecord, RaceTarget } from '../lib/race'
+import type { DomainWatch } from '../lib/watch'
 
 const target = (address: string, family: Family, exchange = 'mx.example.test'): RaceTarget => ({
   address,
@@ -334,5 +335,57 @@ describe('metrics: the registry', () => {
       throw new Error('gone')
     })
     assert.match(await m.text(), /^happy_eyeballs_health_entries 0$/m)
+  })
+})
+
+describe('metrics: watched domains', () => {
+  const round = (at: number, v6: DomainWatch['families']['ipv6']): DomainWatch => ({
+    domain: 'watched.test',
+    at,
+    probes: [
+      ...(v6
+        ? [
+            {
+              address: '::1',
+              family: 'ipv6' as const,
+              exchange: 'mx',
+              outcome: v6.up ? ('connected' as const) : ('refused' as const),
+            },
+          ]
+        : []),
+      { address: '127.0.0.1', family: 'ipv4', exchange: 'mx', outcome: 'connected', ms: 3 },
+    ],
+    families: { ...(v6 ? { ipv6: v6 } : {}), ipv4: { up: true, connectMs: 3 } },
+  })
+  const series = async (m: PluginMetrics): Promise<string[]> =>
+    (await m.text()).split('\n').filter((l) => l.startsWith('happy_eyeballs_watch_'))
+
+  it('each round sets up per family, the fastest greeting and the time, and counts the probes', async () => {
+    const m = new PluginMetrics()
+    m.watched(round(1_700_000_000_000, { up: true, connectMs: 2 }))
+    m.watched(round(1_700_000_060_000, { up: false }))
+    assert.deepEqual(await series(m), [
+      'happy_eyeballs_watch_up{domain="watched.test",family="ipv4"} 1',
+      'happy_eyeballs_watch_up{domain="watched.test",family="ipv6"} 0',
+      'happy_eyeballs_watch_probes_total{domain="watched.test",family="ipv6",outcome="connected"} 1',
+      'happy_eyeballs_watch_probes_total{domain="watched.test",family="ipv4",outcome="connected"} 2',
+      'happy_eyeballs_watch_probes_total{domain="watched.test",family="ipv6",outcome="refused"} 1',
+      'happy_eyeballs_watch_last_probe_timestamp_seconds{domain="watched.test"} 1700000060',
+      'happy_eyeballs_watch_connect_seconds{domain="watched.test",family="ipv4"} 0.003',
+    ])
+  })
+
+  it('a family the plan no longer has loses its series, and an unwatched domain all of them', async () => {
+    const m = new PluginMetrics()
+    m.watched(round(1_700_000_000_000, { up: true, connectMs: 2 }))
+    m.watched(round(1_700_000_060_000, undefined))
+    const lines = await series(m)
+    assert.ok(
+      !lines.some((l) => l.startsWith('happy_eyeballs_watch_up{') && l.includes('ipv6')),
+      lines.join('\n'),
+    )
+    assert.ok(!lines.some((l) => l.startsWith('happy_eyeballs_watch_connect_seconds{') && l.includes('ipv6')))
+    m.watchOnly(['other.test'])
+    assert.deepEqual(await series(m), [])
   })
 })

@@ -88,7 +88,7 @@ function assertStatesRange(o: Option, text: string, where: string): void {
       case 'address':
         return [`address for ${o.family === 'ipv4' ? 'IPv4' : 'IPv6'}`]
       case 'pattern-list':
-        return [o.syntax === 'host' ? 'pattern' : 'regular expression']
+        return [o.syntax === 'host' ? 'pattern' : o.syntax === 'domain' ? 'domains' : 'regular expression']
       case 'listen':
         return ['IP:port', '[IPv6]:port']
     }
@@ -161,7 +161,11 @@ describe('options table', () => {
       case 'address':
         return o.family === 'ipv4' ? '127.0.0.1' : '::1'
       case 'pattern-list':
-        return o.syntax === 'host' ? '*.example.com' : '^550 5\\.7\\.1 .*IPv6'
+        return o.syntax === 'host'
+          ? '*.example.com'
+          : o.syntax === 'domain'
+            ? 'example.com'
+            : '^550 5\\.7\\.1 .*IPv6'
       case 'listen':
         return '[::1]:9464'
     }

@@ -8,6 +8,7 @@ import net from 'node:net'
 import { type CliIo, main } from '../lib/cli'
 import { metricsUrl, parseOptions, UsageError } from '../lib/cli/args'
 import { ExpositionError, parseExposition } from '../lib/cli/prom-text'
+import { statusText } from '../lib/cli/render'
 import { bucketQuantile, type StatusReport, summarize } from '../lib/cli/status'
 import { MessageConnects } from '../lib/connects'
 import { type DeliveryRecord, STATUS } from '../lib/delivery'
@@ -354,5 +355,40 @@ describe('status arguments', () => {
       timeoutMs: 900,
     })
     assert.throws(() => parseOptions(['status']), UsageError)
+  })
+})
+
+describe('status: watched domains', () => {
+  it("shows each watched domain's latest round per family, in text and in JSON", async () => {
+    const m = new PluginMetrics()
+    const at = Date.parse('2026-12-01T10:00:00Z')
+    m.watched({
+      domain: 'b.test',
+      at,
+      probes: [
+        { address: '::1', family: 'ipv6', exchange: 'mx.b.test', outcome: 'refused' },
+        { address: '127.0.0.1', family: 'ipv4', exchange: 'mx.b.test', outcome: 'connected', ms: 4 },
+      ],
+      families: { ipv6: { up: false }, ipv4: { up: true, connectMs: 4 } },
+    })
+    m.watched({ domain: 'a.test', at, problem: 'NXDOMAIN for a.test', probes: [], families: {} })
+    const r = summarize('u', parseExposition(await m.text()).samples)
+    assert.deepEqual(r.watched, [
+      { domain: 'a.test', lastProbe: '2026-12-01T10:00:00.000Z', families: {} },
+      {
+        domain: 'b.test',
+        lastProbe: '2026-12-01T10:00:00.000Z',
+        families: {
+          ipv6: { up: false, connectMs: null, probes: { refused: 1 } },
+          ipv4: { up: true, connectMs: 4, probes: { connected: 1 } },
+        },
+      },
+    ])
+    const text = statusText(r)
+    assert.match(text, /^watched a\.test \(latest 2026-12-01T10:00:00\.000Z\): no address probed$/m)
+    assert.match(
+      text,
+      /^watched b\.test \(latest 2026-12-01T10:00:00\.000Z\): ipv6 down \(probes: refused 1\), ipv4 up 4 ms \(probes: connected 1\)$/m,
+    )
   })
 })

@@ -30,7 +30,7 @@ Commands:
                     endpoint ([metrics] listen): per family, connect attempts by
                     outcome, deliveries, fallbacks to the other family, filtered
                     addresses by reason; deferrals and bounces by status; race
-                    durations
+                    durations; each [watch] domain's latest probes
 
 Options:
   --config DIR      Haraka config directory holding happy_eyeballs.ini

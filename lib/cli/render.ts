@@ -6,7 +6,7 @@ import { type DeliveryRecord, showStatus, STATUS } from '../delivery'
 import { describePlan } from '../plan'
 import { ATTEMPT_OUTCOMES, FAMILIES } from '../metrics'
 import type { AddressProbe, ProbeReport } from './probe'
-import type { StatusReport } from './status'
+import type { StatusReport, WatchedStatus } from './status'
 
 const pad = (s: string, n: number): string => (s.length >= n ? s : s + ' '.repeat(n - s.length))
 
@@ -182,6 +182,19 @@ const byCount = (counts: Record<string, number>): string =>
     .map(([k, n]) => `${k} ${n}`)
     .join(', ') || 'none'
 
+/** `watched example.org (latest 2026-12-01T10:40:16.000Z): ipv6 down, ipv4 up 3 ms` */
+function watchedLine(w: WatchedStatus): string {
+  const families = (['ipv6', 'ipv4'] as const).flatMap((f) => {
+    const s = w.families[f]
+    if (!s || s.up === null) return []
+    const state = s.up ? `up${s.connectMs === null ? '' : ` ${s.connectMs} ms`}` : 'down'
+    const probes = byCount(s.probes)
+    return [`${f} ${state} (probes: ${probes})`]
+  })
+  const when = w.lastProbe ? `latest ${w.lastProbe}` : 'not probed yet'
+  return `watched ${w.domain} (${when}): ${families.join(', ') || 'no address probed'}`
+}
+
 export function statusText(r: StatusReport): string {
   const rows: Array<[string, ...number[]]> = []
   const per = (pick: (f: StatusReport['families']['ipv4']) => number): number[] =>
@@ -209,6 +222,7 @@ export function statusText(r: StatusReport): string {
       : 'races: none',
   )
   if (r.healthEntries !== null) lines.push(`health cache entries: ${r.healthEntries}`)
+  for (const w of r.watched) lines.push(watchedLine(w))
   return lines.join('\n') + '\n'
 }
 

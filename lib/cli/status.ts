@@ -1,6 +1,7 @@
 // `status`: what a running Haraka's plugin has seen, read from its /metrics endpoint and
 // summed per family: attempts by outcome, deliveries, fallbacks, filtered addresses by reason,
-// the plugin's deferrals and bounces by status, and the race durations.
+// the plugin's deferrals and bounces by status, the race durations, and the watched domains'
+// latest results.
 
 import type { Family } from '../classify'
 import { ATTEMPT_OUTCOMES, type AttemptOutcomeLabel, METRIC } from '../metrics'
@@ -24,6 +25,23 @@ export interface RaceSummary {
   p99Ms: number | null
 }
 
+/** A watched domain's latest round, per family it has addresses of. */
+export interface WatchedFamilyStatus {
+  /** Some address greeted in the latest round; null when the latest round planned none. */
+  up: boolean | null
+  /** The fastest greeting of the latest round; null when none greeted. */
+  connectMs: number | null
+  /** Probes since the start, by outcome. */
+  probes: Record<string, number>
+}
+
+export interface WatchedStatus {
+  domain: string
+  /** When its latest round ended, ISO 8601; null before the first. */
+  lastProbe: string | null
+  families: Partial<Record<Family, WatchedFamilyStatus>>
+}
+
 export interface StatusReport {
   url: string
   families: Record<Family, FamilyStatus>
@@ -31,6 +49,8 @@ export interface StatusReport {
   bounces: Record<string, number>
   race: RaceSummary
   healthEntries: number | null
+  /** The [watch] domains, by name. */
+  watched: WatchedStatus[]
 }
 
 /** The endpoint did not answer with metrics: exit status 1. */
@@ -81,7 +101,16 @@ export function summarize(url: string, samples: Sample[]): StatusReport {
     bounces: {},
     race: { count: 0, meanMs: null, p50Ms: null, p90Ms: null, p99Ms: null },
     healthEntries: null,
+    watched: [],
   }
+  const watched = new Map<string, WatchedStatus>()
+  const watchedDomain = (domain: string): WatchedStatus => {
+    let w = watched.get(domain)
+    if (!w) watched.set(domain, (w = { domain, lastProbe: null, families: {} }))
+    return w
+  }
+  const watchedFamily = (domain: string, family: Family): WatchedFamilyStatus =>
+    (watchedDomain(domain).families[family] ??= { up: null, connectMs: null, probes: {} })
   const buckets: Array<{ le: number; count: number }> = []
   let sumSeconds = 0
   for (const s of samples) {
@@ -118,8 +147,24 @@ export function summarize(url: string, samples: Sample[]): StatusReport {
       case METRIC.healthEntries:
         report.healthEntries = s.value
         break
+      case METRIC.watchUp:
+        if (s.labels.domain && isFamily(family)) watchedFamily(s.labels.domain, family).up = s.value >= 1
+        break
+      case METRIC.watchConnect:
+        if (s.labels.domain && isFamily(family))
+          watchedFamily(s.labels.domain, family).connectMs = Math.round(s.value * 1000)
+        break
+      case METRIC.watchLastProbe:
+        if (s.labels.domain && Number.isFinite(s.value))
+          watchedDomain(s.labels.domain).lastProbe = new Date(s.value * 1000).toISOString()
+        break
+      case METRIC.watchProbes:
+        if (s.labels.domain && isFamily(family) && outcome && s.value)
+          add(watchedFamily(s.labels.domain, family).probes, outcome, s.value)
+        break
     }
   }
+  report.watched = [...watched.values()].sort((a, b) => a.domain.localeCompare(b.domain))
   if (report.race.count > 0) {
     const ms = (seconds: number | null): number | null =>
       seconds === null ? null : Math.round(seconds * 1000)
