@@ -162,6 +162,7 @@ export const METRIC = {
   filtered: 'happy_eyeballs_filtered_addresses_total',
   raceDuration: 'happy_eyeballs_race_duration_seconds',
   healthEntries: 'happy_eyeballs_health_entries',
+  redisErrors: 'happy_eyeballs_redis_errors_total',
 } as const
 
 /** The plugin's metrics on a registry of their own (not prom-client's global one). */
@@ -174,6 +175,7 @@ export class PluginMetrics {
   private readonly fallbacks: Counter<'from' | 'to'>
   private readonly filtered: Counter<'family' | 'reason'>
   private readonly raceDuration: Histogram
+  private readonly redisErrorCount: Counter
   private healthSize: () => number = () => 0
   // A message's record is counted once, whichever of its hooks sees it first.
   private readonly counted = new WeakSet<DeliveryRecord>()
@@ -232,6 +234,11 @@ export class PluginMetrics {
         this.set(healthSize())
       },
     })
+    this.redisErrorCount = new Counter({
+      name: METRIC.redisErrors,
+      help: 'Redis commands of the shared state that failed or timed out, and Redis connection errors',
+      registers,
+    })
     // Zeros from the start, so a rate is right from the first message.
     for (const family of FAMILIES) {
       this.deliveries.labels({ family }).inc(0)
@@ -276,6 +283,11 @@ export class PluginMetrics {
     this.route(record)
     const status = decidedStatus(record, err, final)
     if (status) (final ? this.bounces : this.deferrals).labels({ status }).inc()
+  }
+
+  /** A failed or timed-out command of the shared state, or a Redis connection error. */
+  redisError(): void {
+    this.redisErrorCount.inc()
   }
 
   /** The Prometheus text format. */
