@@ -40,7 +40,7 @@ export interface WarmResult {
   /** `read`: the store answered; `unavailable`: away, slow or failing: local state only. */
   store: 'read' | 'unavailable'
   keys: number
-  /** Local entries filled from the store. */
+  /** Records read from the store that were newer than the local ones, and taken. */
   filled: number
 }
 
