@@ -6,6 +6,8 @@
 // with the local cache's TTL. More kinds of record (learned delays, impaired families) join
 // as a SharedKind: a key per id, a TTL, and how a value fills its local cache.
 
+import { LRUCache } from 'lru-cache'
+
 import type { Family } from './classify'
 import { type ConnectOutcome, HealthCache, type HealthOptions } from './health'
 import { PolicyMemory, type PolicyMemoryOptions, type RememberedRefusal } from './policy-memory'
@@ -112,13 +114,16 @@ export interface SharedOutcome {
   address: string
   family: Family
   outcome: ConnectOutcome
+  /** MX host family records: epoch ms of the first of the failures in a row up to this one. */
+  since?: number
 }
 
 export const exchangeId = (exchange: string): string => exchange.toLowerCase().replace(/\.$/, '')
 const familyId = (exchange: string, family: Family): string => `${exchangeId(exchange)}|${family}`
 const FAMILIES: readonly Family[] = ['ipv6', 'ipv4']
 
-function decodeOutcome(text: string): SharedOutcome | undefined {
+/** A shared outcome record, or undefined for anything else. */
+export function decodeOutcome(text: string): SharedOutcome | undefined {
   const v = JSON.parse(text) as Partial<SharedOutcome> | null
   const o = v?.outcome as Partial<ConnectOutcome> | undefined
   if (!v || typeof v.address !== 'string' || (v.family !== 'ipv4' && v.family !== 'ipv6')) return undefined
@@ -131,8 +136,15 @@ function decodeOutcome(text: string): SharedOutcome | undefined {
     ...(typeof o.error === 'string' ? { error: o.error } : {}),
     ...(o.slow === true ? { slow: true } : {}),
   }
-  return { address: v.address, family: v.family, outcome }
+  return {
+    address: v.address,
+    family: v.family,
+    outcome,
+    ...(typeof v.since === 'number' ? { since: v.since } : {}),
+  }
 }
+
+const failedOutcome = (o: ConnectOutcome): boolean => !o.ok && !o.slow
 
 /** A health cache whose outcomes are shared, and filled from what others shared. */
 export class SharingHealthCache extends HealthCache {
@@ -146,7 +158,11 @@ export class SharingHealthCache extends HealthCache {
     idsFor: (r) => r.exchanges.flatMap((x) => FAMILIES.map((f) => familyId(x, f))),
     encode: (v) => JSON.stringify(v),
     decode: decodeOutcome,
-    fill: (id, v, now) => this.fillShared(v, id.slice(0, id.lastIndexOf('|')), now),
+    fill: (id, v, now) => {
+      if (!this.fillShared(v, id.slice(0, id.lastIndexOf('|')), now)) return false
+      this.noteFailing(id, v.outcome, v.since)
+      return true
+    },
   }
 
   /** Address outcomes; filled after the families, so an address's own outcome has the last word. */
@@ -159,9 +175,27 @@ export class SharingHealthCache extends HealthCache {
     fill: (_id, v, now) => this.fillShared(v, undefined, now),
   }
 
+  /** MX host families failing now → since when: for the fleet's view (status). */
+  private readonly failingSince: LRUCache<string, number> | undefined
+
   constructor(opts: HealthOptions) {
     super(opts)
     this.outcomeTtlMs = opts.ttlMs
+    this.failingSince =
+      opts.ttlMs > 0 ? new LRUCache<string, number>({ max: opts.maxEntries, ttl: opts.ttlMs }) : undefined
+  }
+
+  /** Remembers since when a host family fails; returns it (undefined when it does not fail). */
+  private noteFailing(id: string, outcome: ConnectOutcome, since?: number): number | undefined {
+    if (outcome.slow) return this.failingSince?.get(id)
+    if (!failedOutcome(outcome)) {
+      this.failingSince?.delete(id)
+      return undefined
+    }
+    const known = this.failingSince?.get(id)
+    const first = Math.min(known ?? Infinity, since ?? Infinity, outcome.at)
+    this.failingSince?.set(id, first)
+    return first
   }
 
   /** Shares every later write through `shared` (undefined: this process only). */
@@ -181,7 +215,10 @@ export class SharingHealthCache extends HealthCache {
     if (!shared || this.outcomeTtlMs <= 0) return
     const value: SharedOutcome = { address, family, outcome }
     shared.share(this.sharedAddresses, address, value)
-    if (exchange) shared.share(this.sharedFamilies, familyId(exchange, family), value)
+    if (!exchange) return
+    const id = familyId(exchange, family)
+    const since = this.noteFailing(id, outcome)
+    shared.share(this.sharedFamilies, id, since === undefined ? value : { ...value, since })
   }
 
   private fillShared(v: SharedOutcome, exchange: string | undefined, now: number): boolean {
@@ -194,6 +231,14 @@ export class SharingHealthCache extends HealthCache {
   }
 }
 
+/** A shared policy refusal, or undefined for anything else. */
+export function decodeRefusal(text: string): RememberedRefusal | undefined {
+  const v = JSON.parse(text) as Partial<RememberedRefusal> | null
+  return v && typeof v.refusal === 'string' && typeof v.until === 'number'
+    ? { refusal: v.refusal, until: v.until }
+    : undefined
+}
+
 /** Policy memory whose refusals are shared, and filled from what others shared. */
 export class SharingPolicyMemory extends PolicyMemory {
   private sharedState?: SharedState
@@ -204,12 +249,7 @@ export class SharingPolicyMemory extends PolicyMemory {
     ttlMs: () => this.refusalTtlMs,
     idsFor: (r) => r.exchanges.map(exchangeId),
     encode: (v) => JSON.stringify(v),
-    decode: (text) => {
-      const v = JSON.parse(text) as Partial<RememberedRefusal> | null
-      return v && typeof v.refusal === 'string' && typeof v.until === 'number'
-        ? { refusal: v.refusal, until: v.until }
-        : undefined
-    },
+    decode: decodeRefusal,
     fill: (id, v, now) => {
       if (v.until <= now) return false
       const local = this.ipv6Refused(id)
