@@ -793,14 +793,14 @@ const SCENARIOS = [
               what: `Dead IPv6 attempts, 2 workers × ${WASTED_DOMAINS.length} domains × 2 messages: without sharing`,
               stock: String(m.stock),
               plugin: String(m.plugin),
-              ratio: `${(m.stock / Math.max(1, m.plugin)).toFixed(1)}× fewer`,
+              ratio: `stock ÷ plugin ${(m.stock / Math.max(1, m.plugin)).toFixed(1)}×`,
             },
             {
               id: 18,
               what: 'Dead IPv6 attempts, same: plugin with [redis] (shared between the workers)',
               stock: String(m.stock),
               plugin: String(m['plugin+redis']),
-              ratio: `${(m.stock / Math.max(1, m['plugin+redis'])).toFixed(1)}× fewer`,
+              ratio: `stock ÷ plugin ${(m.stock / Math.max(1, m['plugin+redis'])).toFixed(1)}×`,
             },
           ],
           details: [
