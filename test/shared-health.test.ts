@@ -7,6 +7,7 @@ import assert from 'node:assert/strict'
 
 import { parseSettings } from '../lib/config'
 import { planAddresses } from '../lib/plan'
+import { routeDomain } from '../lib/route'
 import type { ConnectOutcome } from '../lib/health'
 import { createRedisClient, describeEndpoint, redisClientOptions, RedisStore } from '../lib/redis-store'
 import {
@@ -157,6 +158,53 @@ describe('shared state', () => {
     health.record('2001:db8::25', 'ipv6', 'mx.dead6.test', failed(1))
     assert.equal(store.values.size, 0)
     assert.deepEqual(await shared.warm(warmRequestOf(HOSTS)), { store: 'read', keys: 0, filled: 0 })
+  })
+
+  it('routeDomain warms after DNS and before planning: the plan starts with IPv4; no MX host, no read', async () => {
+    const store = new MapStore()
+    const a = worker(store)
+    const b = worker(store)
+    a.health.record('2001:db8::25', 'ipv6', 'mx.dead6.test', failed(Date.now()))
+    const reads: string[][] = []
+    const counting: KeyValueStore = {
+      read: (keys) => (reads.push(keys), store.read(keys)),
+      write: (k, v, t) => store.write(k, v, t),
+    }
+    const shared = new SharedState(counting, 'he:')
+    b.health.shareThrough(shared)
+    const enotfound = Object.assign(new Error('queryMx ENOTFOUND'), { code: 'ENOTFOUND' })
+    const dns = {
+      resolveMx: async (name: string) => {
+        if (name === 'dead6.test') return [{ exchange: 'mx.dead6.test', priority: 10 }]
+        throw enotfound
+      },
+      resolve6: async () => ['2001:db8::25'],
+      resolve4: async () => ['192.0.2.25'],
+    }
+    const { settings } = parseSettings({
+      filter: { allow: ['2001:db8::/32', '192.0.2.0/24'] },
+      race: { enabled: 'false' },
+    })
+    const deps = { settings, dns, health: b.health, shared }
+    const record = await routeDomain('dead6.test', deps)
+    assert.deepEqual(record.shared, { store: 'read', keys: 4, filled: 1 })
+    assert.equal(record.decision.action, 'deliver')
+    if (record.decision.action === 'deliver')
+      assert.deepEqual(
+        record.decision.targets.map((t) => t.address),
+        ['192.0.2.25', '2001:db8::25'],
+      )
+    assert.deepEqual(reads, [
+      ['he:f:mx.dead6.test|ipv6', 'he:f:mx.dead6.test|ipv4', 'he:a:2001:db8::25', 'he:a:192.0.2.25'].slice(
+        0,
+        4,
+      ),
+    ])
+    reads.length = 0
+    const nx = await routeDomain('nx.test', deps)
+    assert.equal(nx.decision.action, 'bounce')
+    assert.equal(nx.shared, undefined)
+    assert.deepEqual(reads, [])
   })
 
   describe('over a real redis-server', function () {
