@@ -136,7 +136,8 @@ function redisFor(plugin: Plugin, settings: Settings, previous: State | undefine
       plugin.logwarn(`${LOG_PREFIX}redis.ini unreadable, using [redis] alone: ${describeError(err)}`)
     }
     try {
-      options = redisClientOptions(settings.redis, redisIni, REDIS_MAX_PENDING)
+      // The client's own queue bound leaves reads room beside the writes in flight.
+      options = redisClientOptions(settings.redis, redisIni, 2 * REDIS_MAX_PENDING)
       made = JSON.stringify([options, settings.redis.timeoutMs])
     } catch (err) {
       plugin.logerror(`${LOG_PREFIX}haraka-plugin-redis unusable (${describeError(err)}): sharing nothing`)
