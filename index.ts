@@ -6,7 +6,6 @@ import constants from 'haraka-constants'
 import DSN from 'haraka-dsn'
 
 import { parseSettings, type RawIni, type Settings } from './lib/config'
-import { HealthCache } from './lib/health'
 import { bindHarakaOutbound, type HarakaOutbound, type MxClass } from './lib/haraka-outbound'
 import { describeError } from './lib/errors'
 import { makeDnsClient, type DnsClient } from './lib/resolve'
@@ -14,7 +13,6 @@ import { explainedFailure, messageBind, MessageConnects } from './lib/connects'
 import { type DeliveryRecord, describeDelivery, RECORD_NOTE } from './lib/delivery'
 import { entriesOf, routeDomain } from './lib/route'
 import type { PoolSocket } from './lib/client-pool'
-import { PolicyMemory } from './lib/policy-memory'
 import {
   mayFallBack,
   policyDecider,
@@ -36,15 +34,21 @@ import {
 import { processMetrics } from './lib/metrics'
 import { metricsRole, serveMetrics, stopServingMetrics } from './lib/metrics-server'
 import { type WatchConfig, Watcher } from './lib/watch'
+import { createRedisClient, describeEndpoint, redisClientOptions, RedisStore } from './lib/redis-store'
+import { SharedState, SharingHealthCache, SharingPolicyMemory } from './lib/shared-health'
 
 type Next = Haraka.Next
 type HMail = Haraka.HMail
 
 interface State {
   settings: Settings
-  health: HealthCache
+  health: SharingHealthCache
   /** MX hosts that refused this sender over IPv6 by policy, for [policy] ttl_s. */
-  policyMemory: PolicyMemory
+  policyMemory: SharingPolicyMemory
+  /** [redis]: the connection and what it was made from (a reload with the same keeps it). */
+  redis?: { store: RedisStore; made: string }
+  /** The health and policy records every worker and host shares, when [redis] is on. */
+  shared?: SharedState
   /** The built-in sender-policy patterns and [policy] patterns[]. */
   policyPatterns: readonly NamedPattern[]
   dns: DnsClient
@@ -120,6 +124,7 @@ function smtpNodes(plugin: Plugin): unknown {
 export function shutdown(this: Plugin): void {
   this.happy_eyeballs?.watch?.stop()
   void stopServingMetrics()
+  this.happy_eyeballs?.redis?.store.close()
 }
 
 const sameWatch = (a: WatchConfig, b: WatchConfig): boolean =>
@@ -170,6 +175,52 @@ function configureWatch(plugin: Plugin): void {
   )
 }
 
+/**
+ * The Redis connection [redis] asks for: the previous one when nothing it was made from
+ * changed, else a new one (the old one closed). None when [redis] is off, and none in the
+ * master of a Haraka cluster, which delivers nothing: its workers connect.
+ */
+function redisFor(plugin: Plugin, settings: Settings, previous: State | undefined): State['redis'] {
+  const log = (level: 'info' | 'warn', msg: string): void =>
+    level === 'info' ? plugin.loginfo(LOG_PREFIX + msg) : plugin.logwarn(LOG_PREFIX + msg)
+  let made: string | undefined
+  let options: ReturnType<typeof redisClientOptions> | undefined
+  if (settings.redis.enabled && metricsRole(smtpNodes(plugin)) !== 'master') {
+    let redisIni: unknown
+    try {
+      redisIni = plugin.config.get('redis.ini', 'ini', () => plugin.load_happy_eyeballs_ini())
+    } catch (err) {
+      plugin.logwarn(`${LOG_PREFIX}redis.ini unreadable, using [redis] alone: ${describeError(err)}`)
+    }
+    try {
+      // The client's own queue bound leaves reads room beside the writes in flight.
+      options = redisClientOptions(settings.redis, redisIni, 2 * REDIS_MAX_PENDING)
+      made = JSON.stringify([options, settings.redis.timeoutMs])
+    } catch (err) {
+      plugin.logerror(`${LOG_PREFIX}haraka-plugin-redis unusable (${describeError(err)}): sharing nothing`)
+    }
+  }
+  if (previous?.redis && previous.redis.made === made) return previous.redis
+  previous?.redis?.store.close()
+  if (!options || !made) return undefined
+  try {
+    const store = new RedisStore(createRedisClient(options), {
+      timeoutMs: settings.redis.timeoutMs,
+      maxPending: REDIS_MAX_PENDING,
+      endpoint: describeEndpoint(options),
+      log,
+      onError: () => processMetrics.redisError(),
+    }).start()
+    return { store, made }
+  } catch (err) {
+    plugin.logerror(`${LOG_PREFIX}no Redis client (${describeError(err)}): sharing nothing`)
+    return undefined
+  }
+}
+
+/** Commands in flight to Redis at most: writes beyond it are dropped, never queued. */
+const REDIS_MAX_PENDING = 512
+
 function buildState(plugin: Plugin, settings: Settings): State {
   const previous = plugin.happy_eyeballs
   const sameCache =
@@ -178,7 +229,7 @@ function buildState(plugin: Plugin, settings: Settings): State {
     previous.settings.cache.maxEntries === settings.cache.maxEntries
   const health = sameCache
     ? previous.health
-    : new HealthCache({ ttlMs: settings.cache.ttlS * 1000, maxEntries: settings.cache.maxEntries })
+    : new SharingHealthCache({ ttlMs: settings.cache.ttlS * 1000, maxEntries: settings.cache.maxEntries })
 
   const samePolicy =
     previous &&
@@ -186,7 +237,11 @@ function buildState(plugin: Plugin, settings: Settings): State {
     previous.settings.cache.maxEntries === settings.cache.maxEntries
   const policyMemory = samePolicy
     ? previous.policyMemory
-    : new PolicyMemory({ ttlMs: settings.policy.ttlS * 1000, maxEntries: settings.cache.maxEntries })
+    : new SharingPolicyMemory({ ttlMs: settings.policy.ttlS * 1000, maxEntries: settings.cache.maxEntries })
+  const redis = redisFor(plugin, settings, previous)
+  const shared = redis ? new SharedState(redis.store, settings.redis.prefix) : undefined
+  health.shareThrough(shared)
+  policyMemory.shareThrough(shared)
   const compiled = compilePatterns(settings.policy.patterns)
   for (const p of compiled.problems) plugin.logwarn(`${LOG_PREFIX}happy_eyeballs.ini: ${p}`)
 
@@ -217,6 +272,8 @@ function buildState(plugin: Plugin, settings: Settings): State {
     health,
     ...(previous?.watch ? { watch: previous.watch } : {}),
     policyMemory,
+    ...(redis ? { redis } : {}),
+    ...(shared ? { shared } : {}),
     policyPatterns: [...DEFAULT_POLICY_PATTERNS, ...compiled.patterns],
     dns: makeDnsClient(settings.dns.servers, settings.dns.timeoutMs),
     outbound,
@@ -304,6 +361,7 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
       senderPolicy: state.policyMemory,
       switched,
       connects,
+      ...(state.shared ? { shared: state.shared } : {}),
       ...(bridge?.racing ? { racer: bridge.racerFor(connects) } : {}),
       // The race gets what is left of 80% of the hook timeout once DNS has answered.
       answerBy: performance.now() + timeoutMs * 0.8,

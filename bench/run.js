@@ -35,7 +35,7 @@ const LINK_LOCAL_CONNECT = zonelessLinkLocalConnect()
 
 const USAGE = `usage: node bench/run.js [--runs N] [--scenario N[,N...]] [--quick] [--write]
   --runs N       runs per scenario and variant (default 5; 3 where stock waits connect_timeout)
-  --scenario N   only these scenarios (1-11); may be repeated or comma separated
+  --scenario N   only these scenarios (1-11, 17, 18); may be repeated or comma separated
   --concurrency N  connections submitting in scenario 5 (default 20)
   --quick        stock connect_timeout=5 instead of 30, 2 runs, 100 messages in scenario 5
   --write        write bench/results.md and chart.svg even for a partial or --quick run
@@ -71,8 +71,8 @@ if (runsOpt !== undefined && !(Number.isInteger(runsOpt) && runsOpt >= 1 && runs
   fail(`--runs must be a whole number from 1 to 50, not ${args.runs}`)
 }
 const selected = (args.scenario || []).flatMap((s) => s.split(',')).map((s) => Number(s.trim()))
-if (selected.some((n) => !Number.isInteger(n) || n < 1 || n > 11))
-  fail('--scenario takes numbers from 1 to 11')
+if (selected.some((n) => !Number.isInteger(n) || n < 1 || (n > 11 && n !== 17 && n !== 18)))
+  fail('--scenario takes numbers from 1 to 11, 17 and 18')
 if (args.concurrency !== undefined && !/^([1-9]|[1-9]\d|100)$/.test(args.concurrency)) {
   fail(`--concurrency must be a whole number from 1 to 100, not ${args.concurrency}`)
 }
@@ -95,6 +95,11 @@ const BENCH_LIMIT_MS = 25 * 60 * 1000
 // ---------------------------------------------------------------------------------------
 // The test network: one DNS fixture on loopback for every scenario
 
+// Scenario 18: fd00:18::/64 has no route in a network namespace with only loopback, so each
+// connect fails at once with ENETUNREACH and no packet leaves (checked before it runs).
+const WASTED_DOMAINS = Array.from({ length: 20 }, (_, i) => `d${i + 1}.wasted.bench`)
+const wastedIpv6 = (i) => `fd00:18::${(i + 1).toString(16)}`
+
 const ZONES = {
   // One untimed message per Haraka process first, so that no timing includes Haraka's
   // loading of its outbound modules on first use.
@@ -116,6 +121,11 @@ const ZONES = {
   ...oneMx('ptr.bench', DUAL_RECORDS),
   ...oneMx('guidelines.bench', DUAL_RECORDS),
   ...oneMx('rdns.bench', DUAL_RECORDS),
+  // 18: twenty MX hosts, each with an IPv6 address no route leads to and a working A.
+  ...Object.assign(
+    {},
+    ...WASTED_DOMAINS.map((d, i) => oneMx(d, { aaaa: [wastedIpv6(i)], a: ['127.0.0.1'] })),
+  ),
 }
 
 const VARIANTS = ['stock', 'plugin']
@@ -668,6 +678,158 @@ const SCENARIOS = [
     sixSays: 'sink refusing MAIL with `450 4.7.25 … must have reverse DNS record`',
     slow: false,
   }),
+  {
+    id: 17,
+    title: 'Planning latency with Redis against in-process, and Redis memory per destination',
+    slow: false,
+    async run() {
+      const scope = support.makeScope('scenario 17')
+      try {
+        const redis = await support.startRedis()
+        scope.defer(() => redis.close())
+        const inProcess = []
+        const withRedis = []
+        const p99 = { inProcess: [], withRedis: [] }
+        const late = []
+        const maxUs = { inProcess: [], withRedis: [] }
+        for (let i = 1; i <= RUNS_FAST; i++) {
+          const a = await planLatencyRun(undefined)
+          const b = await planLatencyRun(redis)
+          inProcess.push(a.medianUs)
+          withRedis.push(b.medianUs)
+          p99.inProcess.push(a.p99Us)
+          p99.withRedis.push(b.p99Us)
+          late.push(b.late)
+          maxUs.inProcess.push(a.maxUs)
+          maxUs.withRedis.push(b.maxUs)
+          log(
+            `  [17] run ${i}/${RUNS_FAST}: in-process ${a.medianUs.toFixed(1)} µs (p99 ${a.p99Us.toFixed(1)}, max ${a.maxUs.toFixed(0)}), ` +
+              `with Redis ${b.medianUs.toFixed(1)} µs (p99 ${b.p99Us.toFixed(1)}, max ${b.maxUs.toFixed(0)}); ` +
+              `${b.keys} keys read per plan; ${b.late} plans without Redis's answer in time`,
+          )
+        }
+        const memory = await redisMemoryPerDestination(redis, REDIS_MEMORY_DESTINATIONS)
+        log(
+          `  [17] Redis memory: ${memory.perDestination.toFixed(0)} bytes per destination (${memory.keys} keys)`,
+        )
+        const mIn = median(inProcess)
+        const mRedis = median(withRedis)
+        return {
+          rows: [
+            {
+              id: 17,
+              what: 'Planning latency per message, in-process → with Redis (warm + plan)',
+              stock: '—',
+              plugin: `${mIn.toFixed(1)} µs → ${mRedis.toFixed(1)} µs`,
+              ratio: `+${(mRedis - mIn).toFixed(0)} µs`,
+            },
+            {
+              id: 17,
+              what: `Redis memory per destination (${fmtInt(REDIS_MEMORY_DESTINATIONS)} destinations)`,
+              stock: '—',
+              plugin: `${memory.perDestination.toFixed(0)} bytes`,
+              ratio: '—',
+            },
+          ],
+          details: [
+            'routeDomain (lib/route) with racing off, as in scenario 6 (2 MX hosts × 2 AAAA + 2 A, ' +
+              'in-memory DNS), timed one plan at a time. In-process: the local health cache alone. With Redis: ' +
+              'a second cache that first warms from a real redis-server on loopback (one MGET of the ' +
+              "message's MX host families, addresses and policy records, filled by another cache), then plans.",
+            `Median µs per plan, per run: in-process ${inProcess.map((x) => x.toFixed(1)).join(', ')}; ` +
+              `with Redis ${withRedis.map((x) => x.toFixed(1)).join(', ')}. p99 (median over runs): ` +
+              `in-process ${median(p99.inProcess).toFixed(1)} µs, with Redis ${median(p99.withRedis).toFixed(1)} µs ` +
+              '(the wait for Redis is bounded by [redis] timeout_ms, 20 ms). The slowest plan per run: in-process ' +
+              `${maxUs.inProcess.map((x) => fmtMs(x / 1000)).join(', ')}; with Redis ` +
+              `${maxUs.withRedis.map((x) => fmtMs(x / 1000)).join(', ')} (a stall of the whole process, ` +
+              'garbage collection or the 2 shared cores, shows in both).',
+            `Plans whose warm did not get Redis's answer within 20 ms (planned from local state), per run: ` +
+              `${late.join(', ')} of ${QUICK ? 500 : 2000}.`,
+            `Redis memory: INFO memory used_memory before and after ${fmtInt(REDIS_MEMORY_DESTINATIONS)} ` +
+              'destinations, each one MX host with an IPv6 and an IPv4 address and an outcome on both ' +
+              `(${memory.keys} keys: per address and per MX host family, JSON values with a TTL): ` +
+              `${fmtInt(memory.bytes)} bytes, ${memory.perDestination.toFixed(0)} bytes per destination.`,
+            'Stock Haraka plans nothing and shares nothing: no comparison.',
+          ],
+          samples: { stock: [], plugin: withRedis },
+          unit: 'µs',
+        }
+      } finally {
+        await scope.close()
+      }
+    },
+  },
+  {
+    id: 18,
+    title: 'Attempts wasted on dead IPv6 paths: 2 workers × 20 domains, with and without sharing',
+    slow: false,
+    async run(ctx) {
+      assertNoIpv6Route(wastedIpv6(0))
+      const scope = support.makeScope('scenario 18')
+      try {
+        const { sinks } = await standIns(scope, { sinks: ['127.0.0.1'] })
+        const redis = await support.startRedis()
+        scope.defer(() => redis.close())
+        const variants = ['stock', 'plugin', 'plugin+redis']
+        const wasted = Object.fromEntries(variants.map((v) => [v, []]))
+        const split = Object.fromEntries(variants.map((v) => [v, []]))
+        const late = []
+        for (let i = 1; i <= RUNS_SLOW; i++) {
+          for (const variant of variants) {
+            await redis.command(['FLUSHALL'])
+            const r = await wastedAttemptsRun(ctx, variant, sinks, redis)
+            wasted[variant].push(r.wasted)
+            split[variant].push(r.split)
+            if (variant === 'plugin+redis') late.push(r.late)
+            log(
+              `  [18] ${variant.padEnd(12)} run ${i}/${RUNS_SLOW}: ${r.wasted} IPv6 attempts for ${r.messages} ` +
+                `messages (${r.split}/${WASTED_DOMAINS.length} domains delivered by both workers)`,
+            )
+          }
+        }
+        const m = Object.fromEntries(variants.map((v) => [v, median(wasted[v])]))
+        return {
+          rows: [
+            {
+              id: 18,
+              what: `Dead IPv6 attempts, 2 workers × ${WASTED_DOMAINS.length} domains × 2 messages: without sharing`,
+              stock: String(m.stock),
+              plugin: String(m.plugin),
+              ratio: `stock ÷ plugin ${(m.stock / Math.max(1, m.plugin)).toFixed(1)}×`,
+            },
+            {
+              id: 18,
+              what: 'Dead IPv6 attempts, same: plugin with [redis] (shared between the workers)',
+              stock: String(m.stock),
+              plugin: String(m['plugin+redis']),
+              ratio: `stock ÷ plugin ${(m.stock / Math.max(1, m['plugin+redis'])).toFixed(1)}×`,
+            },
+          ],
+          details: [
+            `${WASTED_DOMAINS.length} domains d1..d20.wasted.bench, each its own MX host with AAAA fd00:18::N ` +
+              '(no route: ENETUNREACH at once, nothing leaves the namespace) and A 127.0.0.1 (sink).',
+            'Haraka 3.3.4 with smtp.ini nodes=2: per run a fresh Haraka, then two messages per domain one after ' +
+              'the other, each on a new connection; the master hands connections to its workers in turn, so ' +
+              "the two usually go to different workers (the outcome's pid says which).",
+            'Wasted attempt: a connect to the IPv6 address, counted from the delivery records (the race and ' +
+              "Haraka's own connects) for the plugin, and from Haraka's `Failed to get socket` lines for stock.",
+            `IPv6 attempts per run: stock ${wasted.stock.join(', ')}; plugin without Redis ${wasted.plugin.join(', ')}; ` +
+              `plugin with Redis ${wasted['plugin+redis'].join(', ')}.`,
+            `Domains whose two messages went to different workers, per run: stock ${split.stock.join(', ')}; ` +
+              `plugin ${split.plugin.join(', ')}; plugin with Redis ${split['plugin+redis'].join(', ')}.`,
+            `Messages planned from local state because Redis did not answer within timeout_ms (20 ms), per run: ` +
+              `${late.join(', ')} of ${2 * WASTED_DOMAINS.length}.`,
+            'Without sharing each worker pays for each dead path once (2 × 20); with Redis the first worker ' +
+              'pays and the other starts with IPv4. Stock pays on every message.',
+          ],
+          samples: { stock: wasted.stock, plugin: wasted['plugin+redis'] },
+          unit: 'attempts',
+        }
+      } finally {
+        await scope.close()
+      }
+    },
+  },
 ]
 
 /** Scenario 5, one run: warm-up, then BULK_MESSAGES through a pooled client at bounded concurrency. */
@@ -744,6 +906,219 @@ async function plannerRun(ms) {
     elapsed = performance.now() - t0
   }
   return count / (elapsed / 1000)
+}
+
+/** Destinations written for scenario 17's Redis memory figure. */
+const REDIS_MEMORY_DESTINATIONS = QUICK ? 2000 : 10000
+
+/** A Redis store and the shared caches over it, as one Haraka worker has them. */
+function sharedWorker(redis, settings) {
+  const {
+    createRedisClient,
+    describeEndpoint,
+    redisClientOptions,
+    RedisStore,
+  } = require('../dist/lib/redis-store')
+  const { SharedState, SharingHealthCache, SharingPolicyMemory } = require('../dist/lib/shared-health')
+  const options = redisClientOptions({ host: redis.host, port: redis.port, db: 0 }, {}, 512)
+  const store = new RedisStore(createRedisClient(options), {
+    timeoutMs: settings.redis.timeoutMs,
+    maxPending: 512,
+    endpoint: describeEndpoint(options),
+    log: () => {},
+  }).start()
+  const shared = new SharedState(store, settings.redis.prefix)
+  const health = new SharingHealthCache({
+    ttlMs: settings.cache.ttlS * 1000,
+    maxEntries: settings.cache.maxEntries,
+  })
+  const policy = new SharingPolicyMemory({
+    ttlMs: settings.policy.ttlS * 1000,
+    maxEntries: settings.cache.maxEntries,
+  })
+  health.shareThrough(shared)
+  policy.shareThrough(shared)
+  return { store, shared, health, policy }
+}
+
+const waitFor = (check, what) => support.waitUntil(check, 10000, what, { everyMs: 5 })
+
+/**
+ * Scenario 17, one run: the time of each of PLAN_SAMPLES plans, in-process (redis undefined)
+ * or warmed from Redis first; median and p99 in µs.
+ */
+async function planLatencyRun(redis) {
+  const PLAN_SAMPLES = QUICK ? 500 : 2000
+  const { routeDomain } = require('../dist/lib/route')
+  const { parseSettings } = require('../dist/lib/config')
+  const { HealthCache } = require('../dist/lib/health')
+  const { settings } = parseSettings({
+    main: { port: '25' },
+    filter: { allow: ['fd00::/8', '10.0.0.0/8'] },
+    race: { enabled: 'false' },
+  })
+  const hosts = {
+    'mx1.plan.bench': { v6: ['fd00::1:1', 'fd00::1:2'], v4: ['10.0.1.1', '10.0.1.2'] },
+    'mx2.plan.bench': { v6: ['fd00::2:1', 'fd00::2:2'], v4: ['10.0.2.1', '10.0.2.2'] },
+  }
+  const dns = {
+    resolveMx: async () => [
+      { exchange: 'mx1.plan.bench', priority: 10 },
+      { exchange: 'mx2.plan.bench', priority: 20 },
+    ],
+    resolve6: async (name) => hosts[name].v6.slice(),
+    resolve4: async (name) => hosts[name].v4.slice(),
+  }
+  const workers = []
+  let deps
+  if (redis) {
+    const writer = sharedWorker(redis, settings)
+    const reader = sharedWorker(redis, settings)
+    workers.push(writer, reader)
+    await waitFor(() => writer.store.up && reader.store.up, 'the Redis connections')
+    // What another worker learned: the IPv6 of mx1 failing, the rest working.
+    const at = Date.now()
+    for (const [exchange, h] of Object.entries(hosts)) {
+      for (const a of h.v6)
+        writer.health.record(
+          a,
+          'ipv6',
+          exchange,
+          exchange === 'mx1.plan.bench'
+            ? { ok: false, error: 'connect ENETUNREACH', latencyMs: 0, at }
+            : { ok: true, latencyMs: 1, at },
+        )
+      for (const a of h.v4) writer.health.record(a, 'ipv4', exchange, { ok: true, latencyMs: 1, at })
+    }
+    await waitFor(() => writer.store.inFlight === 0, 'the shared writes')
+    deps = { settings, dns, health: reader.health, senderPolicy: reader.policy, shared: reader.shared }
+  } else {
+    const health = new HealthCache({
+      ttlMs: settings.cache.ttlS * 1000,
+      maxEntries: settings.cache.maxEntries,
+    })
+    deps = { settings, dns, health }
+  }
+  try {
+    const first = await routeDomain('plan.bench', deps)
+    if (first.decision.action !== 'deliver' || first.decision.targets.length !== 8)
+      throw new Error(`planner: expected 8 entries to deliver to, got ${JSON.stringify(first.decision)}`)
+    if (redis && first.shared?.store !== 'read')
+      throw new Error(`no shared read: ${JSON.stringify(first.shared)}`)
+    for (let i = 0; i < 200; i++) await routeDomain('plan.bench', deps) // warm-up
+    const us = []
+    let late = 0
+    for (let i = 0; i < PLAN_SAMPLES; i++) {
+      const t0 = performance.now()
+      const r = await routeDomain('plan.bench', deps)
+      us.push((performance.now() - t0) * 1000)
+      // Planned from local state: Redis did not answer within timeout_ms.
+      if (redis && r.shared?.store !== 'read') late++
+    }
+    us.sort((a, b) => a - b)
+    return {
+      medianUs: median(us),
+      p99Us: us[Math.floor(us.length * 0.99)],
+      maxUs: us[us.length - 1],
+      keys: first.shared?.keys ?? 0,
+      late,
+    }
+  } finally {
+    for (const w of workers) w.store.close()
+  }
+}
+
+/** Scenario 17: used_memory growth for `n` destinations written the way the plugin writes them. */
+async function redisMemoryPerDestination(redis, n) {
+  const { parseSettings } = require('../dist/lib/config')
+  const { settings } = parseSettings({ cache: { max_entries: String(4 * n) } })
+  await redis.command(['FLUSHALL'])
+  const before = await redis.usedMemory()
+  const w = sharedWorker(redis, settings)
+  try {
+    await waitFor(() => w.store.up, 'the Redis connection')
+    const at = Date.now()
+    for (let i = 0; i < n; i++) {
+      const exchange = `mx${i}.dest${i}.example`
+      const v6 = `2001:db8:${(i >> 16).toString(16)}:${(i & 0xffff).toString(16)}::25`
+      const v4 = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`
+      w.health.record(v6, 'ipv6', exchange, { ok: false, error: 'connect ETIMEDOUT', latencyMs: 250, at })
+      w.health.record(v4, 'ipv4', exchange, { ok: true, latencyMs: 12, at })
+      if (w.store.inFlight > 400) await waitFor(() => w.store.inFlight < 100, 'the shared writes')
+    }
+    await waitFor(() => w.store.inFlight === 0, 'the shared writes')
+  } finally {
+    w.store.close()
+  }
+  const keys = Number(/^:(\d+)/.exec(await redis.command(['DBSIZE']))[1])
+  if (keys !== 4 * n) throw new Error(`expected ${4 * n} keys in Redis, found ${keys}`)
+  const bytes = (await redis.usedMemory()) - before
+  return { bytes, keys, perDestination: bytes / n }
+}
+
+/** Scenario 18 needs fd00:18::/64 unroutable here: asks the kernel (no packet is sent). */
+function assertNoIpv6Route(address) {
+  const { execFileSync } = require('node:child_process')
+  let route
+  try {
+    route = execFileSync('ip', ['-6', 'route', 'get', address], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+  } catch {
+    return // "Network is unreachable": nothing would leave the host
+  }
+  throw new Error(
+    `${address} is routable here (${route.trim()}): run scenario 18 in a network namespace with only loopback`,
+  )
+}
+
+/** Scenario 18, one run: two messages per domain through a fresh Haraka with nodes=2. */
+async function wastedAttemptsRun(ctx, variant, sinks, redis) {
+  const ini =
+    `${PLUGIN_INI}allow[]=fd00:18::/64\n` +
+    (variant === 'plugin+redis' ? `\n[redis]\nenabled=true\nhost=${redis.host}\nport=${redis.port}\n` : '')
+  const scope = support.makeScope(`${variant} Haraka, nodes=2`)
+  try {
+    const h = await scope.own(
+      support.startHaraka({
+        dnsPort: ctx.dns.port,
+        nodes: 2,
+        outbound: OUTBOUND,
+        ...(variant === 'stock'
+          ? {}
+          : { plugins: ['happy-eyeballs'], files: { 'happy_eyeballs.ini': ini }, pluginFrom: 'checkout' }),
+      }),
+    )
+    if (variant === 'plugin+redis')
+      await h.waitForLog(/sharing state through redis[\s\S]*sharing state through redis/, 20000)
+    let wasted = 0
+    let split = 0
+    let messages = 0
+    let late = 0
+    for (const [i, domain] of WASTED_DOMAINS.entries()) {
+      const pids = []
+      for (let k = 0; k < 2; k++) {
+        const r = await support.mustDeliver(h, sinks, domain, { timeoutMs: CONNECT_TIMEOUT_S * 1000 + 20000 })
+        messages++
+        pids.push(r.outcome.outcome.pid)
+        const six = wastedIpv6(i)
+        if (variant === 'stock') wasted += failedSocketLines(r.log()).filter((l) => l.includes(six)).length
+        else {
+          const rec = r.outcome.record || {}
+          if (rec.shared && rec.shared.store !== 'read') late++
+          wasted += ((rec.race && rec.race.attempts) || []).filter((a) => a.target.address === six).length
+          wasted += ((rec.connects && rec.connects.attempts) || []).filter(
+            (a) => a.by === 'haraka' && !a.handedOver && a.address === six,
+          ).length
+        }
+      }
+      if (pids[0] !== pids[1]) split++
+    }
+    return { wasted, split, messages, late }
+  } finally {
+    await scope.close()
+  }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -42,6 +42,16 @@ export interface Settings {
   metrics: { listen?: string }
   /** `domains`: A-label, lower case; none: nothing is watched. */
   watch: { domains: string[]; intervalS: number; concurrency: number; timeoutMs: number }
+  /** Shared state; host, port 0 and password absent: redis.ini's [server], else its defaults. */
+  redis: {
+    enabled: boolean
+    host?: string
+    port: number
+    db: number
+    password?: string
+    prefix: string
+    timeoutMs: number
+  }
 }
 
 export interface ParsedSettings {
@@ -73,6 +83,8 @@ function applyDefault(settings: Settings, o: Option): void {
     case 'address':
     case 'listen':
       return setField(settings, o.field, undefined)
+    case 'text':
+      return setField(settings, o.field, o.default)
   }
 }
 
@@ -152,6 +164,8 @@ function shownDefault(o: Option): string {
       return show('no bind')
     case 'listen':
       return show('no metrics')
+    case 'text':
+      return show(o.default ?? 'none')
     case 'cidr-list':
     case 'block-list':
     case 'pattern-list':
@@ -198,7 +212,8 @@ export function parseSettings(raw: RawIni | undefined | null): ParsedSettings {
 /** Reads a value of `o` (not blank) into `settings`, or reports it and keeps the default. */
 function readOption(o: Option, v: RawValue, settings: Settings, problems: string[]): void {
   const bad = (want: string): void => {
-    problems.push(`[${o.section}] ${o.key}=${show(v)} is not ${want}; using ${shownDefault(o)}`)
+    const value = o.type === 'text' && o.secret ? '(hidden)' : show(v)
+    problems.push(`[${o.section}] ${o.key}=${value} is not ${want}; using ${shownDefault(o)}`)
   }
   const badEntry = (item: string, isNot: string): void => {
     problems.push(`[${o.section}] ${o.key} entry ${show(item)} is ${isNot}; ignored`)
@@ -291,6 +306,12 @@ function readOption(o: Option, v: RawValue, settings: Settings, problems: string
       const listen = parseListen(String(v))
       if (listen) setField(settings, o.field, showListen(listen))
       else bad('IP:port or [IPv6]:port with a port from 1 to 65535')
+      break
+    }
+    case 'text': {
+      // A section or a list is no text: Haraka's reader gives strings, numbers and booleans.
+      if (typeof v === 'string' || typeof v === 'number') setField(settings, o.field, String(v).trim())
+      else bad('text')
       break
     }
   }

@@ -5,6 +5,7 @@
 import type { MessageConnects } from './connects'
 import { describeFiltered, describePlan, type Plan } from './plan'
 import { type AttemptRecord, describeFailures, describeTimeline, type RaceTarget } from './race'
+import type { WarmResult } from './shared-health'
 import type { Resolution } from './resolve'
 
 /** An RFC 3463 status a deferral or bounce carries: class 4 or 5, subject, detail. */
@@ -58,6 +59,8 @@ export interface DeliveryRecord {
   decision: Decision
   /** Every connect made for the message as it happens, the race's and Haraka's own. */
   connects?: MessageConnects
+  /** Present when the local caches were filled from the shared state before planning. */
+  shared?: WarmResult
 }
 
 /**

@@ -168,6 +168,7 @@ export const METRIC = {
   watchProbes: 'happy_eyeballs_watch_probes_total',
   watchLastProbe: 'happy_eyeballs_watch_last_probe_timestamp_seconds',
   watchConnect: 'happy_eyeballs_watch_connect_seconds',
+  redisErrors: 'happy_eyeballs_redis_errors_total',
 } as const
 
 /** The plugin's metrics on a registry of their own (not prom-client's global one). */
@@ -180,6 +181,7 @@ export class PluginMetrics {
   private readonly fallbacks: Counter<'from' | 'to'>
   private readonly filtered: Counter<'family' | 'reason'>
   private readonly raceDuration: Histogram
+  private readonly redisErrorCount: Counter
   private healthSize: () => number = () => 0
   // A message's record is counted once, whichever of its hooks sees it first.
   private readonly counted = new WeakSet<DeliveryRecord>()
@@ -274,6 +276,11 @@ export class PluginMetrics {
       aggregator: 'average',
       registers,
     })
+    this.redisErrorCount = new Counter({
+      name: METRIC.redisErrors,
+      help: 'Redis commands of the shared state that failed or timed out, and Redis connection errors',
+      registers,
+    })
     // Zeros from the start, so a rate is right from the first message.
     for (const family of FAMILIES) {
       this.deliveries.labels({ family }).inc(0)
@@ -354,6 +361,11 @@ export class PluginMetrics {
       this.watchLastProbe.remove({ domain })
       this.watchSeries.delete(domain)
     }
+  }
+
+  /** A failed or timed-out command of the shared state, or a Redis connection error. */
+  redisError(): void {
+    this.redisErrorCount.inc()
   }
 
   /** The Prometheus text format. */

@@ -119,6 +119,15 @@ export interface ListenOption extends Row {
   field: PathTo<string>
 }
 
+/** Free text, trimmed: `default`, or none (the field stays absent). */
+export interface TextOption extends Row {
+  type: 'text'
+  field: PathTo<string>
+  default?: string
+  /** A password: a problem line never shows the value. */
+  secret?: boolean
+}
+
 export type Option =
   | BooleanOption
   | IntegerOption
@@ -129,6 +138,7 @@ export type Option =
   | AddressOption
   | PatternListOption
   | ListenOption
+  | TextOption
 
 // ---------------------------------------------------------------------------------------
 
@@ -406,6 +416,67 @@ export const OPTIONS = [
     min: 100,
     max: 30000,
     why: 'per probe, TCP connect and greeting: a black-holed address counts as down after this long',
+  },
+  {
+    section: 'redis',
+    key: 'enabled',
+    type: 'boolean',
+    field: 'redis.enabled',
+    default: false,
+    why: 'share connect outcomes and policy refusals with every worker and host through Redis; false keeps them in this process',
+  },
+  {
+    section: 'redis',
+    key: 'host',
+    type: 'text',
+    field: 'redis.host',
+    why: "the Redis server; none: redis.ini's [server] host, else 127.0.0.1",
+  },
+  {
+    section: 'redis',
+    key: 'port',
+    type: 'integer',
+    field: 'redis.port',
+    default: 0,
+    min: 0,
+    max: 65535,
+    why: "the Redis port; 0: redis.ini's [server] port, else 6379",
+  },
+  {
+    section: 'redis',
+    key: 'db',
+    type: 'integer',
+    field: 'redis.db',
+    default: 0,
+    min: 0,
+    max: 65535,
+    why: 'the Redis database number the shared state lives in',
+  },
+  {
+    section: 'redis',
+    key: 'password',
+    type: 'text',
+    field: 'redis.password',
+    secret: true,
+    why: "the Redis password; none: redis.ini's, else no AUTH",
+  },
+  {
+    section: 'redis',
+    key: 'prefix',
+    type: 'text',
+    field: 'redis.prefix',
+    default: 'happy-eyeballs:',
+    why: 'put before every key, so several fleets or plugins can share one database',
+  },
+  {
+    section: 'redis',
+    key: 'timeout_ms',
+    type: 'integer',
+    field: 'redis.timeoutMs',
+    default: 20,
+    min: 1,
+    max: 1000,
+    why: 'the longest a message waits for the shared state before it is planned from local state',
   },
 ] as const satisfies readonly Option[]
 

@@ -15,6 +15,7 @@ import type { HealthCache } from './health'
 import { type Plan, planAddresses } from './plan'
 import type { PolicyView } from './policy-memory'
 import type { SwitchedHost } from './sender-policy'
+import { type WarmRequest, type WarmResult, warmRequestOf } from './shared-health'
 import {
   type AttemptRecord,
   raceConnect,
@@ -59,6 +60,12 @@ export interface RouteDeps<S extends RaceSocket> {
   senderPolicy?: PolicyView
   /** MX hosts this message was switched to IPv4 for. */
   switched?: readonly SwitchedHost[]
+  /**
+   * The shared state (Redis): fills the local caches for this message's MX hosts and
+   * addresses before planning, which stays synchronous over them. Bounded by the store's
+   * timeout; never rejects.
+   */
+  shared?: { warm(request: WarmRequest): Promise<WarmResult> }
 }
 
 /** The plan's candidates as connect targets: the configured port and a bind per family. */
@@ -101,6 +108,7 @@ export async function routeDomain<S extends RaceSocket>(
 ): Promise<DeliveryRecord> {
   const { settings, health } = deps
   const resolution = await resolveDestination(domain, deps.dns)
+  let shared: WarmResult | undefined
   const record = (decision: DeliveryRecord['decision'], plan?: Plan, race?: RaceRecord): DeliveryRecord => ({
     domain: resolution.domain,
     resolution,
@@ -108,6 +116,7 @@ export async function routeDomain<S extends RaceSocket>(
     ...(race ? { race } : {}),
     decision,
     ...(deps.connects ? { connects: deps.connects } : {}),
+    ...(shared ? { shared } : {}),
   })
 
   switch (resolution.kind) {
@@ -126,6 +135,9 @@ export async function routeDomain<S extends RaceSocket>(
         reason: `DNS lookup failed: ${resolution.detail}`,
       })
   }
+
+  // What other workers and hosts learned about these hosts, in the local caches before planning.
+  if (deps.shared) shared = await deps.shared.warm(warmRequestOf(resolution.hosts))
 
   const plan = planAddresses(resolution.domain, resolution.hosts, {
     policy: settings.filter.policy,

@@ -8,6 +8,7 @@
 //   package.js     the plugin packed and installed the way a user installs it
 //   dns.js         the test DNS server;  zones.js  the DNS shapes delivered to
 //   sinks.js       recording SMTP sinks, silent servers;  black-hole.js  connects that hang
+//   redis.js       a throwaway redis-server, stopped and started again for outages
 //   tls.js         throwaway certificates;  ports.js  free and busy ports
 //   log.js         the one Haraka log follower;  clock.js  waits, polling, seeded random
 //   proc.js        /proc readers;  scope.js  undo lists;  text.js  numbers and tables
@@ -18,6 +19,7 @@ module.exports = {
   ...require('./tls'),
   ...require('./sinks'),
   ...require('./black-hole'),
+  ...require('./redis'),
   ...require('./dns'),
   ...require('./zones'),
   ...require('./outcomes'),

@@ -38,7 +38,7 @@ const jsonSafe = (value) =>
     v && typeof v === 'object' && typeof v.on === 'function' && typeof v.emit === 'function' ? undefined : v))
 
 function write(plugin, hmail, kind, haraka) {
-  const line = { kind, uuid: hmail.todo && hmail.todo.uuid, domain: hmail.todo && hmail.todo.domain, at: Date.now(), haraka, record: null }
+  const line = { kind, uuid: hmail.todo && hmail.todo.uuid, domain: hmail.todo && hmail.todo.domain, at: Date.now(), pid: process.pid, haraka, record: null }
   try {
     const record = hmail.notes && hmail.notes[NOTE]
     if (record !== undefined) line.record = jsonSafe(record)
@@ -78,6 +78,7 @@ exports.record_bounce = function (next, hmail, err) {
  * @property {string} uuid  the outbound item's uuid, `<transaction uuid>.<n>`
  * @property {string} domain
  * @property {number} at  Date.now() in Haraka when the hook ran
+ * @property {number} pid  the Haraka process (a cluster worker) that delivered or deferred it
  * @property {object|null} record  the plugin's DeliveryRecord (lib/delivery.ts), null without one
  * @property {{host?: string, ip?: string, response?: string, delay?: number, port?: number,
  *   mode?: string, ok_recips?: string[], err?: string}} haraka  the hook's parameters

@@ -89,6 +89,8 @@ function everyKey(value: unknown, { lists = true } = {}): Record<string, Record<
   const raw: Record<string, Record<string, unknown>> = {}
   for (const o of OPTIONS) {
     if (!lists && (o.type === 'cidr-list' || o.type === 'block-list' || o.type === 'pattern-list')) continue
+    // Any string is good text: no value is bad for every key at once.
+    if (!lists && o.type === 'text') continue
     raw[o.section] = { ...raw[o.section], [o.key]: value }
   }
   return raw
@@ -121,7 +123,8 @@ describe('config', () => {
         else if (o.type === 'block-list') {
           assert.deepEqual(value, [], where)
           assert.deepEqual(getField(settings, o.rangesField), new Set(), where)
-        } else assert.equal(value, o.default, where)
+        } else if (o.type === 'text') assert.equal(value, 'default' in o ? o.default : undefined, where)
+        else assert.equal(value, o.default, where)
       }
       assert.deepEqual(settings.bind, {}, 'no bind address by default, and no key for one')
     })
@@ -163,6 +166,7 @@ describe('config', () => {
         'policy',
         'race',
         'watch',
+        'redis',
       ])
       assert.deepEqual(parse(raw), { settings: DEFAULTS, problems: [] })
     })
@@ -175,7 +179,8 @@ describe('config', () => {
       for (const line of text.split('\n')) {
         const s = /^\[(\w+)\]/.exec(line)
         if (s) section = s[1]
-        const m = /^; (\w+)=([^:\s]*):/.exec(line)
+        // The value ends at the first `: ` (a prefix such as `happy-eyeballs:` holds a colon).
+        const m = /^; (\w+)=(\S*?): /.exec(line)
         if (m && m[2] !== '') documented.push([section, m[1], m[2]])
       }
       assert.ok(documented.length >= 13, `found ${documented.length} documented defaults`)
@@ -476,7 +481,7 @@ describe('config', () => {
         o.max,
       ],
     )
-    it('the whole-number options are the thirteen of the table', () => assert.equal(ranges.length, 13))
+    it('the whole-number options are the sixteen of the table', () => assert.equal(ranges.length, 16))
     for (const [section, key, get, min, max] of ranges) {
       it(`[${section}] ${key} takes both ends of its range, ${min} and ${max}, and rejects one past each`, () => {
         for (const v of [min, max]) {
@@ -653,6 +658,7 @@ describe('config', () => {
           concurrency: 2,
           timeoutMs: 3000,
         },
+        redis: DEFAULTS.redis,
       })
     })
 
@@ -666,6 +672,17 @@ describe('config', () => {
         '[watch] domains entry "192.0.2.1" is not a domain; ignored',
         '[watch] domains entry "a..b" is not a domain; ignored',
       ])
+    })
+
+    it('[redis] text keys are trimmed; a section in their place is reported without showing a password', () => {
+      const { settings, problems } = parse({
+        redis: { enabled: 'on', host: ' 127.0.0.2 ', prefix: 'fleet1:', password: { secret: 1 } },
+      })
+      assert.equal(settings.redis.enabled, true)
+      assert.equal(settings.redis.host, '127.0.0.2')
+      assert.equal(settings.redis.prefix, 'fleet1:')
+      assert.equal(settings.redis.password, undefined)
+      assert.deepEqual(problems, ['[redis] password=(hidden) is not text; using "none"'])
     })
 
     it('metrics listen takes IPv4:port and [IPv6]:port, written back the same way', () => {

@@ -35,6 +35,7 @@ const TYPES: readonly string[] = [
   'address',
   'pattern-list',
   'listen',
+  'text',
 ]
 const id = (o: Option): string => `[${o.section}] ${o.key}`
 const isList = (o: Option): boolean =>
@@ -60,8 +61,15 @@ function leaves(value: object, prefix = ''): SettingPath[] {
  */
 function documented(o: Option): { key: string; iniValue: string; readmeDefault: string } {
   const key = isList(o) ? `${o.key}[]` : o.key
-  const iniValue = hasDefault(o) ? String(o.default) : ''
-  const readmeDefault = hasDefault(o) ? `\`${o.default}\`` : o.type === 'dns-servers' ? '(system)' : '(none)'
+  const textDefault = o.type === 'text' ? o.default : undefined
+  const iniValue = hasDefault(o) ? String(o.default) : (textDefault ?? '')
+  const readmeDefault = hasDefault(o)
+    ? `\`${o.default}\``
+    : textDefault !== undefined
+      ? `\`${textDefault}\``
+      : o.type === 'dns-servers'
+        ? '(system)'
+        : '(none)'
   return { key, iniValue, readmeDefault }
 }
 
@@ -91,6 +99,8 @@ function assertStatesRange(o: Option, text: string, where: string): void {
         return [o.syntax === 'host' ? 'pattern' : o.syntax === 'domain' ? 'domains' : 'regular expression']
       case 'listen':
         return ['IP:port', '[IPv6]:port']
+      case 'text':
+        return []
     }
   })()
   for (const w of words) {
@@ -168,6 +178,8 @@ describe('options table', () => {
             : '^550 5\\.7\\.1 .*IPv6'
       case 'listen':
         return '[::1]:9464'
+      case 'text':
+        return 'shared.'
     }
     // Reached only by a type the switch does not know yet.
     throw new Error(`no value for the type ${(o as { type: string }).type}`)

@@ -11,7 +11,7 @@ import { validDomain } from '../resolve'
 export const PROG = 'haraka-happy-eyeballs'
 
 export const USAGE = `Usage: ${PROG} <command> <domain> [options]
-       ${PROG} status --metrics URL [--json] [--timeout MS]
+       ${PROG} status [--metrics URL] [--config DIR] [--json] [--timeout MS]
 
 Shows what the Haraka happy-eyeballs plugin does for mail to <domain>, with the
 happy_eyeballs.ini Haraka would read (package defaults, then --config overrides).
@@ -30,10 +30,14 @@ Commands:
                     endpoint ([metrics] listen): per family, connect attempts by
                     outcome, deliveries, fallbacks to the other family, filtered
                     addresses by reason; deferrals and bounces by status; race
-                    durations; each [watch] domain's latest probes
+                    durations; each [watch] domain's latest probes. With --config and [redis] enabled=true, what the
+                    whole fleet knows, from Redis: families' health, MX hosts
+                    with impaired IPv6 and since when, MX hosts on IPv4 by
+                    policy and until when
 
 Options:
-  --config DIR      Haraka config directory holding happy_eyeballs.ini
+  --config DIR      Haraka config directory holding happy_eyeballs.ini (and
+                    redis.ini, for status)
   --dns HOST:PORT   DNS server(s) to ask, IP, IP:PORT or [IPv6]:PORT, comma
                     separated (overrides [dns] servers)
   --port N          port to probe (default: [main] port, 25)
@@ -46,8 +50,9 @@ Options:
   -h, --help        show this help
 
 Exit status: 0 deliverable plan (plan), an address connected (probe) or the
-endpoint answered with the plugin's metrics (status); 1 defer, bounce, null MX,
-DNS unreachable, nothing connected or no metrics from the endpoint; 2 usage error.
+endpoint answered with the plugin's metrics and Redis with the shared state
+(status); 1 defer, bounce, null MX, DNS unreachable, nothing connected, no
+metrics from the endpoint or no answer from Redis; 2 usage error.
 `
 
 /** A mistake on the command line: printed as one line, exit status 2. */
@@ -55,8 +60,10 @@ export class UsageError extends Error {}
 
 export interface StatusOptions {
   command: 'status'
-  /** The metrics endpoint, `http://127.0.0.1:9464/metrics`. */
-  metricsUrl: string
+  /** The metrics endpoint, `http://127.0.0.1:9464/metrics`; absent: the shared state alone. */
+  metricsUrl?: string
+  /** Where happy_eyeballs.ini (and redis.ini) are: [redis] on reads the fleet's shared state. */
+  configDir?: string
   timeoutMs?: number
   json: boolean
 }
@@ -222,15 +229,19 @@ function statusOptions(
   rest: string[],
 ): StatusOptions {
   if (rest.length) throw new UsageError(`unexpected argument '${rest[0]}': status takes no domain`)
-  for (const name of ['config', 'dns', 'port'] as const) {
+  for (const name of ['dns', 'port'] as const) {
     if (values[name] !== undefined) throw new UsageError(`option --${name} is not for status`)
   }
-  if (values.metrics === undefined || values.metrics.trim() === '') {
+  const noMetrics = values.metrics === undefined || values.metrics.trim() === ''
+  if (noMetrics && values.config === undefined) {
     throw new UsageError(
-      'status needs a metrics URL: --metrics http://HOST:PORT/metrics, the [metrics] listen address of the running Haraka',
+      'status needs a metrics URL: --metrics http://HOST:PORT/metrics, the [metrics] listen address of the running Haraka, ' +
+        'or --config DIR with [redis] enabled=true in its happy_eyeballs.ini',
     )
   }
-  const opts: StatusOptions = { command: 'status', metricsUrl: metricsUrl(values.metrics), json: values.json }
+  const opts: StatusOptions = { command: 'status', json: values.json }
+  if (!noMetrics && values.metrics !== undefined) opts.metricsUrl = metricsUrl(values.metrics)
+  if (values.config !== undefined) opts.configDir = values.config
   if (values.timeout !== undefined) opts.timeoutMs = timeoutOption(values.timeout)
   return opts
 }

@@ -4,7 +4,7 @@
 
 import { getServers as systemDnsServers } from 'node:dns'
 
-import { parseSettings } from '../config'
+import { parseSettings, type Settings } from '../config'
 import { type DeliveryRecord, showStatus } from '../delivery'
 import { seededRandom } from '../order'
 import { makeDnsClient } from '../resolve'
@@ -14,6 +14,7 @@ import { dnsUnreachable, memoDns, planDomain } from './plan'
 import { probePlan, type ProbeReport } from './probe'
 import { type CliOutput, Progress } from './progress'
 import { planJson, planText, probeJson, probeText, statusJson, statusText } from './render'
+import { fetchFleet, fleetText, readRedisIni } from './fleet'
 import { EndpointError, fetchStatus } from './status'
 
 export type { CliOutput } from './progress'
@@ -86,11 +87,38 @@ async function run(argv: string[], io: CliIo): Promise<number> {
   return decision.action === 'deliver' ? 0 : 1
 }
 
-/** The status command: 0 when the endpoint answered with the plugin's metrics, else 1. */
+/**
+ * The status command: the metrics endpoint (--metrics), the fleet's shared state in Redis
+ * (--config with [redis] enabled=true), or both. 0 when each answered, else 1.
+ */
 async function status(opts: StatusOptions, io: CliIo): Promise<number> {
+  const timeoutMs = opts.timeoutMs ?? 5000
+  let redis: Settings['redis'] | undefined
+  if (opts.configDir !== undefined) {
+    const warn = (msg: string): void => {
+      io.stderr.write(`${PROG}: warning: ${msg}\n`)
+    }
+    const { settings, problems } = parseSettings(loadRawIni(opts.configDir, warn))
+    for (const p of problems) warn(`${CONFIG_FILE}: ${p}`)
+    if (settings.redis.enabled) redis = settings.redis
+    else if (!opts.metricsUrl)
+      throw new UsageError(
+        `${CONFIG_FILE} in ${opts.configDir} has no [redis] enabled=true: no shared state to read`,
+      )
+  }
   try {
-    const report = await fetchStatus(opts.metricsUrl, opts.timeoutMs ?? 5000)
-    io.stdout.write(opts.json ? JSON.stringify(statusJson(report), null, 2) + '\n' : statusText(report))
+    const [report, fleet] = await Promise.all([
+      opts.metricsUrl ? fetchStatus(opts.metricsUrl, timeoutMs) : undefined,
+      redis ? fetchFleet(redis, readRedisIni(opts.configDir), timeoutMs) : undefined,
+    ])
+    if (opts.json) {
+      const out = { ...(report ? statusJson(report) : {}), ...(fleet ? { fleet } : {}) }
+      io.stdout.write(JSON.stringify(out, null, 2) + '\n')
+    } else {
+      io.stdout.write(
+        [report ? statusText(report) : '', fleet ? fleetText(fleet) : ''].filter(Boolean).join('\n'),
+      )
+    }
     return 0
   } catch (err) {
     if (!(err instanceof EndpointError)) throw err

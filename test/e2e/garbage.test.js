@@ -62,6 +62,7 @@ function shownDefault(key) {
   if (o.type === 'dns-servers') return '"the system resolvers"'
   if (o.type === 'address') return '"no bind"'
   if (o.type === 'listen') return '"no metrics"'
+  if (o.type === 'text') return JSON.stringify(o.default ?? 'none')
   return JSON.stringify(o.default)
 }
 
@@ -403,6 +404,9 @@ function badValuesOf(o) {
       }))
     case 'listen':
       return ['localhost:9464', '127.0.0.1:0', '127.0.0.1:70000', '::1:9464', '9464'].map(value)
+    case 'text':
+      // Any one line is text; a list in its place is not.
+      return [{ line: `${o.key}[]=x`, problem: badValue(id) }]
   }
   throw new Error(`no bad values for the option type ${o.type}`)
 }
