@@ -165,8 +165,8 @@ describe('config', () => {
         'metrics',
         'policy',
         'race',
-        'watch',
         'redis',
+        'watch',
       ])
       assert.deepEqual(parse(raw), { settings: DEFAULTS, problems: [] })
     })
