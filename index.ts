@@ -34,6 +34,9 @@ import {
   switchedHosts,
 } from './lib/sender-policy'
 import { processMetrics } from './lib/metrics'
+import { describeHostFamilies, HostConnectivity } from './lib/connectivity'
+import { ConnectTimes } from './lib/connect-times'
+import { describeEgress, EgressMemory } from './lib/egress'
 import { serveMetrics, stopServingMetrics } from './lib/metrics-server'
 
 type Next = Haraka.Next
@@ -48,6 +51,12 @@ interface State {
   policyPatterns: readonly NamedPattern[]
   dns: DnsClient
   outbound: HarakaOutbound
+  /** The families this host can send from; absent with [main] connectivity_check_s=0. */
+  connectivity?: HostConnectivity
+  /** Measured connect times: the learnt attempt delay. */
+  connectTimes: ConnectTimes
+  /** This host's IPv6 egress, judged across destinations. */
+  egress: EgressMemory
 }
 
 interface Plugin extends Haraka.Plugin {
@@ -136,8 +145,12 @@ function buildState(plugin: Plugin, settings: Settings): State {
   let outbound = previous?.outbound
   if (!outbound) {
     outbound = bindHarakaOutbound((name) => plugin.haraka_require(name), {
-      onOutcome: (t, outcome) =>
-        plugin.happy_eyeballs?.health.record(t.address, t.family, t.exchange, outcome),
+      onOutcome: (t, outcome) => {
+        plugin.happy_eyeballs?.health.record(t.address, t.family, t.exchange, outcome)
+        // Haraka's own IPv6 connect that worked proves IPv6 egress as well as a race does.
+        if (outcome.ok && t.family === 'ipv6')
+          plugin.happy_eyeballs?.egress.record({ ...t, outcome: 'connected', at: outcome.at })
+      },
       log: (level, msg) => {
         if (level === 'info') plugin.loginfo(LOG_PREFIX + msg)
         else if (level === 'warn') plugin.logwarn(LOG_PREFIX + msg)
@@ -158,11 +171,54 @@ function buildState(plugin: Plugin, settings: Settings): State {
   return {
     settings,
     health,
+    ...learnedState(plugin, settings, previous),
     policyMemory,
     policyPatterns: [...DEFAULT_POLICY_PATTERNS, ...compiled.patterns],
     dns: makeDnsClient(settings.dns.servers, settings.dns.timeoutMs),
     outbound,
   }
+}
+
+/** Connectivity, connect times and egress: kept over a reload unless their settings changed. */
+function learnedState(
+  plugin: Plugin,
+  settings: Settings,
+  previous: State | undefined,
+): Pick<State, 'connectivity' | 'connectTimes' | 'egress'> {
+  const same = <K extends keyof Settings>(...keys: K[]): boolean =>
+    Boolean(
+      previous && keys.every((k) => JSON.stringify(previous.settings[k]) === JSON.stringify(settings[k])),
+    )
+  const checkS = settings.connectivityCheckS
+  const connectivity =
+    checkS <= 0
+      ? undefined
+      : previous?.connectivity && same('connectivityCheckS', 'bind')
+        ? previous.connectivity
+        : new HostConnectivity({
+            bind: settings.bind,
+            checkEveryMs: checkS * 1000,
+            onChange: (host) =>
+              plugin.loginfo(`${LOG_PREFIX}host connectivity: ${describeHostFamilies(host)}`),
+          })
+  const connectTimes =
+    previous && same('cache')
+      ? previous.connectTimes
+      : new ConnectTimes({ ttlMs: settings.cache.ttlS * 1000, maxEntries: settings.cache.maxEntries })
+  const egress =
+    previous && same('egress', 'cache')
+      ? previous.egress
+      : new EgressMemory({
+          destinations: settings.egress.ipv6ImpairedAfter,
+          windowMs: settings.egress.windowS * 1000,
+          maxEntries: settings.cache.maxEntries,
+          onChange: (state) =>
+            (state.ipv6Impaired ? plugin.logwarn : plugin.loginfo).call(
+              plugin,
+              LOG_PREFIX + describeEgress(state),
+            ),
+        })
+  return { ...(connectivity ? { connectivity } : {}), connectTimes, egress }
 }
 
 /**
@@ -246,6 +302,8 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
       senderPolicy: state.policyMemory,
       switched,
       connects,
+      ...(state.connectivity ? { hostFamilies: state.connectivity.current() } : {}),
+      learned: { connectTimes: state.connectTimes, egress: state.egress },
       ...(bridge?.racing ? { racer: bridge.racerFor(connects) } : {}),
       // The race gets what is left of 80% of the hook timeout once DNS has answered.
       answerBy: performance.now() + timeoutMs * 0.8,
