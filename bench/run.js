@@ -9,6 +9,7 @@
 // where a scenario needs them) and a black hole (SYNs dropped) on [::1]:25. Scenarios 7-11 put a
 // refusing or silent server on [::1]:25 in front of a working sink on 127.0.0.1:25.
 
+const { execFileSync } = require('node:child_process')
 const crypto = require('node:crypto')
 const fs = require('node:fs')
 const os = require('node:os')
@@ -18,6 +19,7 @@ const { parseArgs } = require('node:util')
 const support = require('../support')
 const { zonelessLinkLocalConnect, assertZonelessLinkLocalStaysHere } = require('../test/support/link-local')
 const { describeDelivery } = require('../dist/lib/delivery')
+const { describeTimeline } = require('../dist/lib/race')
 
 const { LINK_LOCAL, SEED_RECORDS, DUAL_RECORDS, V4_RECORDS, mx, oneMx, fmtMs, fmtDuration, fmtInt, median } =
   support
@@ -349,8 +351,9 @@ async function overHappyPath(ctx, { id, domain, runs, sinks, before, ini }) {
       )
       samples[variant].push(info.over)
       runsInfo[variant].push(info)
+      const race = info.plugin?.race ? `; race ${describeTimeline(info.plugin.race)}` : ''
       log(
-        `  [${id}] ${variant.padEnd(6)} run ${i}/${runs}: ${fmtMs(info.ms)}, happy path ${fmtMs(info.happyMs)}, over it ${fmtMs(info.over)}`,
+        `  [${id}] ${variant.padEnd(6)} run ${i}/${runs}: ${fmtMs(info.ms)}, happy path ${fmtMs(info.happyMs)}, over it ${fmtMs(info.over)}${race}`,
       )
     }
   }
@@ -384,16 +387,14 @@ function overHappyResult(id, what, goalMs, m, details) {
   }
 }
 
-/** Whether this process runs in a network namespace of its own (not the host's). */
-function inPrivateNetns() {
+/** The named network namespace this process runs in (`ip netns`), or '' for the host's own. */
+function netnsName() {
   try {
-    return fs.readlinkSync('/proc/self/ns/net') !== fs.readlinkSync('/proc/1/ns/net')
+    return String(execFileSync('ip', ['netns', 'identify', String(process.pid)])).trim()
   } catch {
-    return false
+    return ''
   }
 }
-
-const { execFileSync } = require('node:child_process')
 
 const SCENARIOS = [
   {
@@ -836,7 +837,7 @@ const SCENARIOS = [
     slow: false,
     async run(ctx) {
       // ::1 is taken off this namespace's loopback for the scenario, and put back after.
-      if (!inPrivateNetns()) throw new Error('scenario 16 removes ::1: run the bench in a network namespace')
+      if (!netnsName()) throw new Error('scenario 16 removes ::1: run the bench in a network namespace')
       const scope = support.makeScope('scenario 16')
       try {
         const { sinks } = await standIns(scope, { sinks: ['127.0.0.1'] })

@@ -105,17 +105,20 @@ export function readHostFamilies(list: InterfaceList, bind: { ipv4?: string; ipv
 }
 
 /**
- * Why `family` cannot reach `destination` from this host, or undefined when it can. Does not
- * apply the "neither family: use both" rule; see unusableReason.
+ * Why `family` cannot reach a destination of scope `dest` from this host, or undefined when
+ * it can. Does not apply the "neither family: use both" rule; see unusableReason.
  */
-function familyBlocked(host: HostFamilies, family: Family, destination: string): string | undefined {
+function familyBlocked(
+  host: HostFamilies,
+  family: Family,
+  dest: SourceScope | undefined,
+): string | undefined {
   const sources = host[family]
   if (sources.bind) {
     return sources.bind.present
       ? undefined
       : `no ${familyName(family)} connectivity: bind address ${sources.bind.address} is on no interface`
   }
-  const dest = scopeOf(destination)
   const has = (...scopes: SourceScope[]): boolean => scopes.some((s) => sources.scopes.includes(s))
   const none = `no ${familyName(family)} connectivity`
   if (dest === 'loopback') return has('loopback') ? undefined : `${none}: no ${familyName(family)} loopback`
@@ -131,23 +134,29 @@ function familyBlocked(host: HostFamilies, family: Family, destination: string):
 const otherFamily = (f: Family): Family => (f === 'ipv6' ? 'ipv4' : 'ipv6')
 
 /**
+ * Whether some destination could be unusable from this host: false for a dual-stack host with
+ * global addresses of both families and no [bind] (then nothing needs checking per address).
+ */
+export function mayLimit(host: HostFamilies): boolean {
+  if (host.unreadable) return false
+  return FAMILIES.some((f) => host[f].bind !== undefined || !host[f].scopes.includes('global'))
+}
+
+/**
  * Why this host cannot connect to `destination` over its family, or undefined when it can
  * (or nothing is known: the view was unreadable, or neither family could reach a destination
  * of that scope, in which case both are used).
  */
 export function unusableReason(host: HostFamilies, family: Family, destination: string): string | undefined {
   if (host.unreadable) return undefined
-  const blocked = familyBlocked(host, family, destination)
+  const dest = scopeOf(destination)
+  const blocked = familyBlocked(host, family, dest)
   if (!blocked) return undefined
   // The same destination scope over the other family (loopback ↔ loopback, global ↔ global).
-  const probe =
-    scopeOf(destination) === 'loopback' ? LOOPBACK[otherFamily(family)] : GLOBAL[otherFamily(family)]
-  return familyBlocked(host, otherFamily(family), probe) ? undefined : blocked
+  return familyBlocked(host, otherFamily(family), dest === 'loopback' ? 'loopback' : 'global')
+    ? undefined
+    : blocked
 }
-
-const LOOPBACK: Record<Family, string> = { ipv4: '127.0.0.1', ipv6: '::1' }
-// Any global address of each family stands for "a global destination" (never connected to).
-const GLOBAL: Record<Family, string> = { ipv4: '8.8.8.8', ipv6: '2001:4860::8888' }
 
 /**
  * The families worth a DNS query: those that can reach some destination the filter lets
@@ -159,14 +168,14 @@ export function familiesToQuery(host: HostFamilies, loopbackAllowed: (f: Family)
   const both: QueryPlan = { families: FAMILIES.slice(), notQueried: [] }
   if (host.unreadable) return both
   const reachable = (f: Family): boolean =>
-    !familyBlocked(host, f, GLOBAL[f]) ||
-    !familyBlocked(host, f, f === 'ipv6' ? 'fd00::1' : '10.0.0.1') ||
-    (loopbackAllowed(f) && !familyBlocked(host, f, LOOPBACK[f]))
+    !familyBlocked(host, f, 'global') ||
+    !familyBlocked(host, f, 'private') ||
+    (loopbackAllowed(f) && !familyBlocked(host, f, 'loopback'))
   const families = FAMILIES.filter(reachable)
   if (!families.length) return both
   const notQueried = FAMILIES.filter((f) => !families.includes(f)).map((family) => ({
     family,
-    reason: familyBlocked(host, family, GLOBAL[family]) ?? `no ${familyName(family)} connectivity`,
+    reason: familyBlocked(host, family, 'global') ?? `no ${familyName(family)} connectivity`,
   }))
   return { families, notQueried }
 }

@@ -43,6 +43,9 @@ interface Evidence {
   v4ConnectedAt?: number
 }
 
+/** The most MX hosts kept as evidence, whatever [cache] max_entries allows. */
+export const EVIDENCE_MAX = 512
+
 const key = (exchange: string): string => exchange.toLowerCase().replace(/\.$/, '')
 
 export class EgressMemory {
@@ -54,7 +57,8 @@ export class EgressMemory {
     this.evidence =
       opts.destinations > 0 && opts.windowMs > 0
         ? new LRUCache<string, Evidence>({
-            max: opts.maxEntries,
+            // Read on every message: a few hundred recent hosts say all there is to say.
+            max: Math.max(opts.destinations, Math.min(opts.maxEntries, EVIDENCE_MAX)),
             ttl: opts.windowMs,
             ...(opts.perf ? { perf: opts.perf, ttlResolution: 0 } : {}),
           })
@@ -90,7 +94,7 @@ export class EgressMemory {
 
   private settle(at: number): string[] {
     const destinations: string[] = []
-    if (this.evidence) {
+    if (this.evidence?.size) {
       for (const [k, v] of this.evidence.entries()) {
         if (v.v6UnansweredAt !== undefined && v.v4ConnectedAt !== undefined) destinations.push(k)
       }

@@ -175,9 +175,14 @@ function advance<S extends RaceSocket>(ctx: RaceContext<S>): void {
   ctx.timer = setTimeout(() => advance(ctx), Math.max(0, wakeAt - ctx.now()))
 }
 
-/** The delay after an attempt to `target` starts; a bad learnt value falls back to the fixed one. */
+/** The delay after an attempt to `target` starts; a bad or failing learnt value gives the fixed one. */
 function attemptDelay(opts: RaceOptions<RaceSocket>, target: RaceTarget): number {
-  const d = opts.attemptDelayFor?.(target)
+  let d: number | undefined
+  try {
+    d = opts.attemptDelayFor?.(target)
+  } catch {
+    d = undefined
+  }
   return d !== undefined && Number.isFinite(d) && d >= 0 ? d : opts.attemptDelayMs
 }
 

@@ -4,7 +4,7 @@
 
 import { classifyAddress, type Family } from './classify'
 import type { Settings } from './config'
-import { familiesToQuery, type HostFamilies, unusableReason } from './connectivity'
+import { familiesToQuery, type HostFamilies, mayLimit, unusableReason } from './connectivity'
 import type { MessageConnects } from './connects'
 import {
   type DeliveryRecord,
@@ -149,7 +149,7 @@ export async function routeDomain<S extends RaceSocket>(
     ...(settings.policy.enabled && deps.senderPolicy ? { senderPolicy: deps.senderPolicy } : {}),
     ...(deps.switched ? { switched: deps.switched } : {}),
     ...(deps.random ? { random: deps.random } : {}),
-    ...(hostFamilies
+    ...(hostFamilies && mayLimit(hostFamilies)
       ? {
           unusable: (a: string, f: Family) => unusableReason(hostFamilies, f, a),
           notQueried: query?.notQueried,

@@ -10,6 +10,7 @@ import {
   familiesToQuery,
   HostConnectivity,
   type InterfaceList,
+  mayLimit,
   readHostFamilies,
   scopeOf,
   unusableReason,
@@ -56,6 +57,16 @@ describe('connectivity', () => {
     // A unique-local MX (allow[]ed) is reached from the unique-local source.
     assert.equal(unusableReason(host, 'ipv6', 'fd00::25'), undefined)
     assert.equal(unusableReason(readHostFamilies(DUAL, {}), 'ipv6', '2001:4860::25'), undefined)
+  })
+
+  it('only a host short of a global address of some family, or with a [bind], may limit anything', () => {
+    assert.equal(mayLimit(readHostFamilies({ eth0: [info('8.8.8.25'), info('2001:4860:1::10')] }, {})), false)
+    assert.equal(mayLimit(readHostFamilies(DUAL, {})), true, 'DUAL has only a private IPv4')
+    assert.equal(
+      mayLimit(readHostFamilies({ eth0: [info('8.8.8.25'), info('2001:4860:1::10')] }, { ipv4: '8.8.8.25' })),
+      true,
+    )
+    assert.equal(mayLimit({ ...readHostFamilies({}, {}), unreadable: 'EPERM' }), false)
   })
 
   it('a loopback MX of a family needs a loopback address of that family', () => {

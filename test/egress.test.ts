@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict'
 
-import { describeEgress, EgressMemory, type EgressState } from '../lib/egress'
+import { describeEgress, EgressMemory, type EgressState, EVIDENCE_MAX } from '../lib/egress'
 
 function memory(destinations = 3, windowMs = 600_000) {
   let now = 1_000_000
@@ -84,8 +84,14 @@ describe('egress', () => {
     assert.equal(m.read(at()).ipv6Impaired, false)
   })
 
-  it('stays bounded: at most max_entries hosts are remembered', () => {
-    const m = new EgressMemory({ destinations: 1000, windowMs: 60_000, maxEntries: 10 })
+  it('stays bounded: at most max_entries hosts are remembered, and never more than EVIDENCE_MAX', () => {
+    const big = new EgressMemory({ destinations: 3, windowMs: 60_000, maxEntries: 100_000 })
+    for (let i = 0; i < EVIDENCE_MAX + 100; i++) {
+      big.record({ exchange: `mx${i}.test`, family: 'ipv6', outcome: 'unanswered', at: 0 })
+      big.record({ exchange: `mx${i}.test`, family: 'ipv4', outcome: 'connected', at: 0 })
+    }
+    assert.equal(big.read(0).destinations.length, EVIDENCE_MAX)
+    const m = new EgressMemory({ destinations: 5, windowMs: 60_000, maxEntries: 10 })
     for (let i = 0; i < 100; i++) {
       m.record({ exchange: `mx${i}.test`, family: 'ipv6', outcome: 'unanswered', at: 0 })
       m.record({ exchange: `mx${i}.test`, family: 'ipv4', outcome: 'connected', at: 0 })

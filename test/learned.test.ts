@@ -120,6 +120,41 @@ describe('learned', () => {
     }
   })
 
+  it('a per-target delay that throws or is no number falls back to the fixed delay; the race goes on', async () => {
+    const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout'], now: 0 })
+    try {
+      const started: number[] = []
+      const sockets: Array<EventEmitter & RaceSocket> = []
+      const targets = [t('::1'), t('127.0.0.1'), t('::2')]
+      const p = raceConnect(targets, {
+        attemptDelayMs: 250,
+        attemptDelayFor: (x) => {
+          if (x === targets[0]) throw new Error('broken store')
+          return NaN
+        },
+        groupDelayMs: 2000,
+        deadlineMs: 5000,
+        now: () => clock.now,
+        connect: () => {
+          started.push(clock.now)
+          const s = Object.assign(new EventEmitter(), { destroy: () => {} })
+          sockets.push(s)
+          return s
+        },
+      })
+      await clock.tickAsync(501)
+      sockets[2].emit('connect')
+      const result = await p
+      assert.deepEqual(started, [0, 250, 500])
+      assert.deepEqual(
+        result.attempts.map((a) => a.delayMs),
+        [250, 250, 250],
+      )
+    } finally {
+      clock.uninstall()
+    }
+  })
+
   it('without per-target delays the record carries none and the fixed delay applies', async () => {
     const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout'], now: 0 })
     try {
