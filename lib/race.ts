@@ -146,12 +146,18 @@ function nextDueAt(ctx: RaceContext<RaceSocket>): number | undefined {
   if (next >= targets.length) return undefined
   if (next === 0) return ctx.t0
   const current = targets[next - 1].preference
+  // A learnt delay waits for the TCP connect; once the latest attempt has connected (success
+  // `greeting`), its path works and it gets the whole configured delay to greet.
+  const delay =
+    ctx.attempts[next - 1]?.connectMs !== undefined
+      ? Math.max(ctx.lastDelayMs, opts.attemptDelayMs)
+      : ctx.lastDelayMs
   if (targets[next].preference === current) {
-    return ctx.failedSinceStart ? ctx.now() : ctx.lastStartAt + ctx.lastDelayMs
+    return ctx.failedSinceStart ? ctx.now() : ctx.lastStartAt + delay
   }
   const groupLive = [...ctx.live.keys()].some((i) => targets[i].preference === current)
   if (!groupLive) return ctx.now()
-  return Math.max(ctx.lastStartAt + ctx.lastDelayMs, ctx.groupStartAt + opts.groupDelayMs)
+  return Math.max(ctx.lastStartAt + delay, ctx.groupStartAt + opts.groupDelayMs)
 }
 
 /**
@@ -215,6 +221,8 @@ function startAttempt<S extends RaceSocket>(ctx: RaceContext<S>): void {
     if (greeting) {
       // Connected, not yet won: the schedule goes on until the server speaks.
       record.connectMs = since(ctx)
+      // The latest attempt's learnt delay gives way to the configured one: re-arm the timer.
+      if (i === ctx.next - 1 && ctx.lastDelayMs < ctx.opts.attemptDelayMs) advance(ctx)
       return
     }
     record.outcome = 'connected'

@@ -120,6 +120,77 @@ describe('learned', () => {
     }
   })
 
+  it('success greeting: an attempt that connected within its learnt delay gets the whole configured delay to greet', async () => {
+    const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout'], now: 0 })
+    try {
+      const started: number[] = []
+      const sockets: Array<EventEmitter & RaceSocket> = []
+      const targets = [t('::1'), t('127.0.0.1'), t('::2')]
+      const p = raceConnect(targets, {
+        attemptDelayMs: 250,
+        attemptDelayFor: () => 40,
+        success: 'greeting',
+        groupDelayMs: 2000,
+        deadlineMs: 5000,
+        now: () => clock.now,
+        connect: () => {
+          started.push(clock.now)
+          const s = Object.assign(new EventEmitter(), { destroy: () => {} })
+          sockets.push(s)
+          return s
+        },
+      })
+      // The first never answers: the second starts after the learnt 40 ms.
+      await clock.tickAsync(45)
+      assert.deepEqual(started, [0, 40])
+      // The second connects at 50 ms and greets at 200 ms: the third waits for 40 + 250.
+      await clock.tickAsync(5)
+      sockets[1].emit('connect')
+      await clock.tickAsync(150)
+      assert.deepEqual(started, [0, 40], 'no third attempt while the connected one may still greet')
+      sockets[1].emit('greeting', { code: 220, line: '220 mx.test ESMTP' })
+      const result = await p
+      assert.equal(result.winner?.index, 1)
+      assert.deepEqual(
+        result.attempts.map((a) => a.outcome),
+        ['cancelled', 'connected'],
+      )
+    } finally {
+      clock.uninstall()
+    }
+  })
+
+  it('success greeting: a connected attempt that stays silent lets the next start at the configured delay', async () => {
+    const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout'], now: 0 })
+    try {
+      const started: number[] = []
+      const sockets: Array<EventEmitter & RaceSocket> = []
+      const p = raceConnect([t('::1'), t('127.0.0.1')], {
+        attemptDelayMs: 250,
+        attemptDelayFor: () => 40,
+        success: 'greeting',
+        groupDelayMs: 2000,
+        deadlineMs: 5000,
+        now: () => clock.now,
+        connect: () => {
+          started.push(clock.now)
+          const s = Object.assign(new EventEmitter(), { destroy: () => {} })
+          sockets.push(s)
+          return s
+        },
+      })
+      await clock.tickAsync(10)
+      sockets[0].emit('connect')
+      await clock.tickAsync(245)
+      assert.deepEqual(started, [0, 250])
+      sockets[1].emit('connect')
+      sockets[1].emit('greeting', { code: 220, line: '220 mx.test' })
+      await p
+    } finally {
+      clock.uninstall()
+    }
+  })
+
   it('a per-target delay that throws or is no number falls back to the fixed delay; the race goes on', async () => {
     const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout'], now: 0 })
     try {
