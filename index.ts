@@ -36,6 +36,9 @@ import { metricsRole, serveMetrics, stopServingMetrics } from './lib/metrics-ser
 import { type WatchConfig, Watcher } from './lib/watch'
 import { createRedisClient, describeEndpoint, redisClientOptions, RedisStore } from './lib/redis-store'
 import { SharedState, SharingHealthCache, SharingPolicyMemory } from './lib/shared-health'
+import { describeHostFamilies, HostConnectivity } from './lib/connectivity'
+import { ConnectTimes } from './lib/connect-times'
+import { describeEgress, EgressMemory } from './lib/egress'
 
 type Next = Haraka.Next
 type HMail = Haraka.HMail
@@ -55,6 +58,12 @@ interface State {
   outbound: HarakaOutbound
   /** Probes the [watch] domains in the background; absent when none are watched here. */
   watch?: Watcher
+  /** The families this host can send from; absent with [main] connectivity_check_s=0. */
+  connectivity?: HostConnectivity
+  /** Measured connect times: the learnt attempt delay. */
+  connectTimes: ConnectTimes
+  /** This host's IPv6 egress, judged across destinations. */
+  egress: EgressMemory
 }
 
 interface Plugin extends Haraka.Plugin {
@@ -248,8 +257,12 @@ function buildState(plugin: Plugin, settings: Settings): State {
   let outbound = previous?.outbound
   if (!outbound) {
     outbound = bindHarakaOutbound((name) => plugin.haraka_require(name), {
-      onOutcome: (t, outcome) =>
-        plugin.happy_eyeballs?.health.record(t.address, t.family, t.exchange, outcome),
+      onOutcome: (t, outcome) => {
+        plugin.happy_eyeballs?.health.record(t.address, t.family, t.exchange, outcome)
+        // Haraka's own IPv6 connect that worked proves IPv6 egress as well as a race does.
+        if (outcome.ok && t.family === 'ipv6')
+          plugin.happy_eyeballs?.egress.record({ ...t, outcome: 'connected', at: outcome.at })
+      },
       log: (level, msg) => {
         if (level === 'info') plugin.loginfo(LOG_PREFIX + msg)
         else if (level === 'warn') plugin.logwarn(LOG_PREFIX + msg)
@@ -271,6 +284,7 @@ function buildState(plugin: Plugin, settings: Settings): State {
     settings,
     health,
     ...(previous?.watch ? { watch: previous.watch } : {}),
+    ...learnedState(plugin, settings, previous),
     policyMemory,
     ...(redis ? { redis } : {}),
     ...(shared ? { shared } : {}),
@@ -278,6 +292,48 @@ function buildState(plugin: Plugin, settings: Settings): State {
     dns: makeDnsClient(settings.dns.servers, settings.dns.timeoutMs),
     outbound,
   }
+}
+
+/** Connectivity, connect times and egress: kept over a reload unless their settings changed. */
+function learnedState(
+  plugin: Plugin,
+  settings: Settings,
+  previous: State | undefined,
+): Pick<State, 'connectivity' | 'connectTimes' | 'egress'> {
+  const same = <K extends keyof Settings>(...keys: K[]): boolean =>
+    Boolean(
+      previous && keys.every((k) => JSON.stringify(previous.settings[k]) === JSON.stringify(settings[k])),
+    )
+  const checkS = settings.connectivityCheckS
+  const connectivity =
+    checkS <= 0
+      ? undefined
+      : previous?.connectivity && same('connectivityCheckS', 'bind')
+        ? previous.connectivity
+        : new HostConnectivity({
+            bind: settings.bind,
+            checkEveryMs: checkS * 1000,
+            onChange: (host) =>
+              plugin.loginfo(`${LOG_PREFIX}host connectivity: ${describeHostFamilies(host)}`),
+          })
+  const connectTimes =
+    previous && same('cache')
+      ? previous.connectTimes
+      : new ConnectTimes({ ttlMs: settings.cache.ttlS * 1000, maxEntries: settings.cache.maxEntries })
+  const egress =
+    previous && same('egress', 'cache')
+      ? previous.egress
+      : new EgressMemory({
+          destinations: settings.egress.ipv6ImpairedAfter,
+          windowMs: settings.egress.windowS * 1000,
+          maxEntries: settings.cache.maxEntries,
+          onChange: (state) =>
+            (state.ipv6Impaired ? plugin.logwarn : plugin.loginfo).call(
+              plugin,
+              LOG_PREFIX + describeEgress(state),
+            ),
+        })
+  return { ...(connectivity ? { connectivity } : {}), connectTimes, egress }
 }
 
 /**
@@ -362,6 +418,8 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
       switched,
       connects,
       ...(state.shared ? { shared: state.shared } : {}),
+      ...(state.connectivity ? { hostFamilies: state.connectivity.current() } : {}),
+      learned: { connectTimes: state.connectTimes, egress: state.egress },
       ...(bridge?.racing ? { racer: bridge.racerFor(connects) } : {}),
       // The race gets what is left of 80% of the hook timeout once DNS has answered.
       answerBy: performance.now() + timeoutMs * 0.8,

@@ -9,6 +9,7 @@
 // where a scenario needs them) and a black hole (SYNs dropped) on [::1]:25. Scenarios 7-11 put a
 // refusing or silent server on [::1]:25 in front of a working sink on 127.0.0.1:25.
 
+const { execFileSync } = require('node:child_process')
 const crypto = require('node:crypto')
 const fs = require('node:fs')
 const os = require('node:os')
@@ -18,6 +19,7 @@ const { parseArgs } = require('node:util')
 const support = require('../support')
 const { zonelessLinkLocalConnect, assertZonelessLinkLocalStaysHere } = require('../test/support/link-local')
 const { describeDelivery } = require('../dist/lib/delivery')
+const { describeTimeline } = require('../dist/lib/race')
 
 const { LINK_LOCAL, SEED_RECORDS, DUAL_RECORDS, V4_RECORDS, mx, oneMx, fmtMs, fmtDuration, fmtInt, median } =
   support
@@ -35,7 +37,7 @@ const LINK_LOCAL_CONNECT = zonelessLinkLocalConnect()
 
 const USAGE = `usage: node bench/run.js [--runs N] [--scenario N[,N...]] [--quick] [--write]
   --runs N       runs per scenario and variant (default 5; 3 where stock waits connect_timeout)
-  --scenario N   only these scenarios (1-11, 17, 18); may be repeated or comma separated
+  --scenario N   only these scenarios (1-18); may be repeated or comma separated
   --concurrency N  connections submitting in scenario 5 (default 20)
   --quick        stock connect_timeout=5 instead of 30, 2 runs, 100 messages in scenario 5
   --write        write bench/results.md and chart.svg even for a partial or --quick run
@@ -71,8 +73,9 @@ if (runsOpt !== undefined && !(Number.isInteger(runsOpt) && runsOpt >= 1 && runs
   fail(`--runs must be a whole number from 1 to 50, not ${args.runs}`)
 }
 const selected = (args.scenario || []).flatMap((s) => s.split(',')).map((s) => Number(s.trim()))
-if (selected.some((n) => !Number.isInteger(n) || n < 1 || (n > 11 && n !== 17 && n !== 18)))
-  fail('--scenario takes numbers from 1 to 11, 17 and 18')
+const SCENARIO_IDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]
+if (selected.some((n) => !SCENARIO_IDS.includes(n)))
+  fail(`--scenario takes the numbers ${SCENARIO_IDS.join(', ')}`)
 if (args.concurrency !== undefined && !/^([1-9]|[1-9]\d|100)$/.test(args.concurrency)) {
   fail(`--concurrency must be a whole number from 1 to 100, not ${args.concurrency}`)
 }
@@ -126,17 +129,23 @@ const ZONES = {
     {},
     ...WASTED_DOMAINS.map((d, i) => oneMx(d, { aaaa: [wastedIpv6(i)], a: ['127.0.0.1'] })),
   ),
+  // 14-16: the happy path of the same run (one working A), and the destinations learnt from.
+  ...oneMx('happy4.bench', V4_RECORDS),
+  ...Object.assign({}, ...['rtt1', 'rtt2', 'rtt3'].map((d) => oneMx(`${d}.bench`, DUAL_RECORDS))),
+  ...oneMx('first.bench', DUAL_RECORDS),
+  ...Object.assign({}, ...['imp1', 'imp2', 'imp3', 'imp4'].map((d) => oneMx(`${d}.bench`, DUAL_RECORDS))),
+  ...oneMx('nov6.bench', DUAL_RECORDS),
 }
 
 const VARIANTS = ['stock', 'plugin']
 
-function harakaOptions(variant, dnsPort) {
+function harakaOptions(variant, dnsPort, ini = '') {
   return variant === 'plugin'
     ? {
         dnsPort,
         plugins: ['happy-eyeballs'],
         outbound: OUTBOUND,
-        files: { 'happy_eyeballs.ini': PLUGIN_INI },
+        files: { 'happy_eyeballs.ini': PLUGIN_INI + ini },
         // The bench measures this working tree as built, not a packed copy of it.
         pluginFrom: 'checkout',
       }
@@ -162,10 +171,10 @@ async function standIns(scope, { sinks = [], holes = [] }) {
 }
 
 /** One run: a fresh Haraka of the variant, one warm-up message, then fn(haraka); always stopped. */
-async function withHaraka(ctx, variant, sinks, fn) {
+async function withHaraka(ctx, variant, sinks, fn, ini) {
   const scope = support.makeScope(`${variant} Haraka`)
   try {
-    const h = await scope.own(support.startHaraka(harakaOptions(variant, ctx.dns.port)))
+    const h = await scope.own(support.startHaraka(harakaOptions(variant, ctx.dns.port, ini)))
     await support.mustDeliver(h, sinks, 'warm.bench', { timeoutMs: 20000 })
     return await fn(h)
   } finally {
@@ -321,6 +330,80 @@ const spread = (xs) => `±${((50 * (Math.max(...xs) - Math.min(...xs))) / median
 function speedup(stock, plugin) {
   const r = stock / plugin
   return r >= 1.5 ? `${r.toFixed(1)}× faster` : `${r.toFixed(2)}×`
+}
+
+/**
+ * Scenarios 14-16: per run and variant, a fresh Haraka; `before` (plugin only: stock keeps
+ * nothing across destinations), the happy path of the same run (one working A: happy4.bench),
+ * then one message to `domain`. The figure is the message's time over that happy path.
+ */
+async function overHappyPath(ctx, { id, domain, runs, sinks, before, ini }) {
+  const timeoutMs = CONNECT_TIMEOUT_S * 1000 + 20000
+  const samples = { stock: [], plugin: [] }
+  const runsInfo = { stock: [], plugin: [] }
+  for (let i = 1; i <= runs; i++) {
+    for (const variant of VARIANTS) {
+      const info = await withHaraka(
+        ctx,
+        variant,
+        sinks,
+        async (h) => {
+          if (variant === 'plugin' && before) await before(h)
+          const happy = await support.mustDeliver(h, sinks, 'happy4.bench', { timeoutMs })
+          const r = await support.mustDeliver(h, sinks, domain, { timeoutMs })
+          if (r.outcome.ip !== '127.0.0.1')
+            throw new Error(`delivered over ${r.outcome.ip}, expected 127.0.0.1`)
+          if (variant === 'plugin' && !r.outcome.record)
+            throw new Error(`no happy-eyeballs delivery record:\n${r.log()}`)
+          return { ms: r.ms, happyMs: happy.ms, over: r.ms - happy.ms, plugin: r.outcome.record }
+        },
+        ini,
+      )
+      samples[variant].push(info.over)
+      runsInfo[variant].push(info)
+      const race = info.plugin?.race ? `; race ${describeTimeline(info.plugin.race)}` : ''
+      log(
+        `  [${id}] ${variant.padEnd(6)} run ${i}/${runs}: ${fmtMs(info.ms)}, happy path ${fmtMs(info.happyMs)}, over it ${fmtMs(info.over)}${race}`,
+      )
+    }
+  }
+  const med = (variant, key) => median(runsInfo[variant].map((r) => r[key]))
+  return { samples, runsInfo, med }
+}
+
+/** Table rows and the target line of a scenario measured over the happy path. */
+function overHappyResult(id, what, goalMs, m, details) {
+  const stockMs = m.med('stock', 'ms')
+  const pluginMs = m.med('plugin', 'ms')
+  const over = m.med('plugin', 'over')
+  return {
+    rows: [
+      {
+        id,
+        what,
+        stock: `${fmtMs(stockMs)} (${fmtMs(m.med('stock', 'over'))} over)`,
+        plugin: `${fmtMs(pluginMs)} (${fmtMs(over)} over)`,
+        ratio: speedup(stockMs, pluginMs),
+      },
+    ],
+    target: `plugin ≤ ${goalMs} ms over the happy path of the same run: ${over <= goalMs ? 'met' : 'MISSED'} (${fmtMs(over)})`,
+    details: [
+      ...details,
+      `Happy path of the same run (happy4.bench, one working A), median: stock ${fmtMs(m.med('stock', 'happyMs'))}, plugin ${fmtMs(m.med('plugin', 'happyMs'))}.`,
+      `Plugin log (run 1): \`${describeDelivery(m.runsInfo.plugin[0].plugin)}\``,
+    ],
+    samples: m.samples,
+    unit: 'ms',
+  }
+}
+
+/** The named network namespace this process runs in (`ip netns`), or '' for the host's own. */
+function netnsName() {
+  try {
+    return String(execFileSync('ip', ['netns', 'identify', String(process.pid)])).trim()
+  } catch {
+    return ''
+  }
 }
 
 const SCENARIOS = [
@@ -678,6 +761,112 @@ const SCENARIOS = [
     sixSays: 'sink refusing MAIL with `450 4.7.25 … must have reverse DNS record`',
     slow: false,
   }),
+  {
+    id: 14,
+    title: 'First contact, black-holed AAAA + live A, after other destinations gave RTT data',
+    slow: true,
+    async run(ctx) {
+      const scope = support.makeScope('scenario 14')
+      try {
+        const { sinks } = await standIns(scope, { sinks: ['127.0.0.1'] })
+        let hole = await scope.own(support.startBlackHole({ host: '::1', port: 25 }))
+        const m = await overHappyPath(ctx, {
+          id: 14,
+          domain: 'first.bench',
+          runs: RUNS_SLOW,
+          sinks,
+          // Three destinations reached over IPv6 first: this host's IPv6 connect times.
+          async before(h) {
+            await hole.close()
+            const six = await support.startSink({ host: '::1', port: 25 })
+            try {
+              for (const d of ['rtt1', 'rtt2', 'rtt3'])
+                await support.mustDeliver(h, [...sinks, six], `${d}.bench`, { timeoutMs: 20000 })
+            } finally {
+              await six.close()
+            }
+            hole = await scope.own(support.startBlackHole({ host: '::1', port: 25 }))
+          },
+        })
+        return overHappyResult(
+          14,
+          'first contact, black-holed AAAA + A, after RTT data: time over the happy path',
+          150,
+          m,
+          [
+            'MX first.bench → mx.first.bench: AAAA ::1 (black hole), A 127.0.0.1 (sink). Before it (plugin): ' +
+              'rtt1..rtt3.bench delivered over [::1]:25 (a sink then), giving IPv6 connect times.',
+          ],
+        )
+      } finally {
+        await scope.close()
+      }
+    },
+  },
+  {
+    id: 15,
+    title: 'Fourth new destination with a black-holed AAAA after IPv6 egress was marked impaired',
+    slow: true,
+    async run(ctx) {
+      const scope = support.makeScope('scenario 15')
+      try {
+        const { sinks } = await standIns(scope, { sinks: ['127.0.0.1'], holes: ['::1'] })
+        const m = await overHappyPath(ctx, {
+          id: 15,
+          domain: 'imp4.bench',
+          runs: RUNS_SLOW,
+          sinks,
+          // ::1 is every MX host's AAAA here: with the health cache off, only the egress
+          // judgement can put IPv4 first at a new destination.
+          ini: '\n[cache]\nttl_s=0\n[egress]\nipv6_impaired_after=3\n',
+          async before(h) {
+            for (const d of ['imp1', 'imp2', 'imp3'])
+              await support.mustDeliver(h, sinks, `${d}.bench`, { timeoutMs: 20000 })
+          },
+        })
+        const record = m.runsInfo.plugin[0].plugin
+        if (!record.plan?.ipv4FirstForEgress) throw new Error('IPv6 egress was not marked impaired')
+        return overHappyResult(
+          15,
+          '4th new destination after IPv6 egress impaired: time over the happy path',
+          10,
+          m,
+          [
+            'MX imp1..imp4.bench → mx.impN.bench: AAAA ::1 (black hole), A 127.0.0.1 (sink); plugin: ' +
+              '`[egress] ipv6_impaired_after=3`, `[cache] ttl_s=0`; imp1..imp3 delivered first (plugin only).',
+          ],
+        )
+      } finally {
+        await scope.close()
+      }
+    },
+  },
+  {
+    id: 16,
+    title: 'Host without IPv6 connectivity, dual-stack MX',
+    slow: false,
+    async run(ctx) {
+      // ::1 is taken off this namespace's loopback for the scenario, and put back after.
+      if (!netnsName()) throw new Error('scenario 16 removes ::1: run the bench in a network namespace')
+      const scope = support.makeScope('scenario 16')
+      try {
+        const { sinks } = await standIns(scope, { sinks: ['127.0.0.1'] })
+        execFileSync('ip', ['-6', 'addr', 'del', '::1/128', 'dev', 'lo'])
+        let m
+        try {
+          m = await overHappyPath(ctx, { id: 16, domain: 'nov6.bench', runs: RUNS_FAST, sinks })
+        } finally {
+          execFileSync('ip', ['-6', 'addr', 'add', '::1/128', 'dev', 'lo'])
+        }
+        return overHappyResult(16, 'host without IPv6, dual-stack MX: time over the happy path', 5, m, [
+          'MX nov6.bench → mx.nov6.bench: AAAA ::1, A 127.0.0.1 (sink), on a host whose loopback has no ::1 ' +
+            '(no IPv6 address at all). Stock asks AAAA and tries ::1 first; the plugin asks A only.',
+        ])
+      } finally {
+        await scope.close()
+      }
+    },
+  },
   {
     id: 17,
     title: 'Planning latency with Redis against in-process, and Redis memory per destination',

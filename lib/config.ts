@@ -25,6 +25,8 @@ export interface Settings {
   firstFamilyCount: number
   port: number
   maxAddresses: number
+  /** Seconds between readings of the host's interfaces; 0: no check, both families used. */
+  connectivityCheckS: number
   dns: { servers: string[]; timeoutMs: number }
   filter: { policy: FilterPolicy; allFiltered: 'defer' | 'bounce' }
   bind: { ipv4?: string; ipv6?: string }
@@ -32,10 +34,13 @@ export interface Settings {
     enabled: boolean
     success: RaceSuccess
     attemptDelayMs: number
+    /** The least learnt attempt delay; attemptDelayMs is the most. */
+    minAttemptDelayMs: number
     groupDelayMs: number
     deadlineMs: number
   }
   cache: { ttlS: number; maxEntries: number }
+  egress: { ipv6ImpairedAfter: number; windowS: number }
   family: { ipv4Only: string[]; ipv6Only: string[]; preferIpv4: string[]; preferIpv6: string[] }
   policy: { enabled: boolean; patterns: string[]; ttlS: number }
   /** `listen`: normalized `IP:port` or `[IPv6]:port`; absent: no metrics endpoint. */

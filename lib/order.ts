@@ -21,6 +21,20 @@ export interface OrderOptions {
   health?: HealthView
   /** A family rule's leading family for some MX hosts ([family] prefer_ipv4/prefer_ipv6). */
   hostPrefer?: ReadonlyMap<string, Family>
+  /** This host's IPv6 egress (lib/egress): impaired, new destinations start with IPv4. */
+  egress?: EgressLead
+}
+
+export interface EgressLead {
+  ipv6Impaired: boolean
+  /** Whether an MX host has data of its own (connect times), so it is no new destination. */
+  known(exchange: string): boolean
+}
+
+/** What the order did besides RFC 8305 §4, for the record. */
+export interface OrderNotes {
+  /** MX hosts whose group starts with IPv4 because this host's IPv6 egress is impaired. */
+  ipv4FirstForEgress: string[]
 }
 
 const other = (f: Family): Family => (f === 'ipv6' ? 'ipv4' : 'ipv6')
@@ -72,7 +86,20 @@ const familyDemoted = (health: HealthView, exchange: string, family: Family): bo
  * recently for every host of the group that has it while the other family was not, for
  * all of its hosts.
  */
-function leadingFamily(group: Candidate[], opts: OrderOptions): Family {
+function leadingFamily(group: Candidate[], opts: OrderOptions, notes?: OrderNotes): Family {
+  const lead = healthLead(group, opts)
+  if (lead !== 'ipv6' || !opts.egress?.ipv6Impaired || !group.some((c) => c.family === 'ipv4')) return lead
+  // Impaired IPv6 egress: a group of new destinations (no data of their own) starts with IPv4.
+  const hosts = [...new Set(group.map((c) => c.exchange))]
+  const { health, egress } = opts
+  const knownHost = (h: string): boolean =>
+    egress.known(h) || Boolean(health && (['ipv6', 'ipv4'] as const).some((f) => familyDemoted(health, h, f)))
+  if (hosts.some(knownHost)) return lead
+  notes?.ipv4FirstForEgress.push(...hosts)
+  return 'ipv4'
+}
+
+function healthLead(group: Candidate[], opts: OrderOptions): Family {
   const { prefer, health } = opts
   if (!health) return prefer
   const demotedEverywhere = (family: Family): boolean => {
@@ -92,12 +119,17 @@ function groupPrefer(group: Candidate[], opts: OrderOptions): Family {
   return wanted.size === 1 ? [...wanted][0] : opts.prefer
 }
 
-function orderGroup(group: Candidate[], groupOpts: OrderOptions, random: () => number): Candidate[] {
+function orderGroup(
+  group: Candidate[],
+  groupOpts: OrderOptions,
+  random: () => number,
+  notes?: OrderNotes,
+): Candidate[] {
   const opts = { ...groupOpts, prefer: groupPrefer(group, groupOpts) }
   const hostOrder = shuffle([...new Set(group.map((c) => c.exchange))], random)
   const byHost = (c: Candidate): number => hostOrder.indexOf(c.exchange)
   const sorted = group.slice().sort((a, b) => byHost(a) - byHost(b))
-  const lead = leadingFamily(group, opts)
+  const lead = leadingFamily(group, opts, notes)
   const ordered = interleaveFamilies(
     sorted.filter((c) => c.family === lead),
     sorted.filter((c) => c.family !== lead),
@@ -130,7 +162,11 @@ export function capKeepingFamilies(list: Candidate[], max: number): Candidate[] 
   return kept
 }
 
-export function orderCandidates(candidates: Candidate[], opts: OrderOptions): Candidate[] {
+export function orderCandidates(
+  candidates: Candidate[],
+  opts: OrderOptions,
+  notes?: OrderNotes,
+): Candidate[] {
   const random = opts.random ?? Math.random
   const byPreference = candidates.slice().sort((a, b) => a.preference - b.preference)
 
@@ -144,6 +180,6 @@ export function orderCandidates(candidates: Candidate[], opts: OrderOptions): Ca
     else groups.set(c.preference, [c])
   }
 
-  const ordered = [...groups.values()].flatMap((g) => orderGroup(g, opts, random))
+  const ordered = [...groups.values()].flatMap((g) => orderGroup(g, opts, random, notes))
   return capKeepingFamilies(ordered, Math.max(2, opts.maxAddresses))
 }

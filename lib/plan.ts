@@ -4,7 +4,7 @@
 import { classifyAddress, type Family, type FilterPolicy } from './classify'
 import type { HealthView } from './health'
 import { describeRule, familyPolicyFor, type FamilyRules } from './host-patterns'
-import { type Candidate, orderCandidates } from './order'
+import { type Candidate, type EgressLead, orderCandidates, type OrderNotes } from './order'
 import type { PolicyView } from './policy-memory'
 import type { MxHost } from './resolve'
 import type { SwitchedHost } from './sender-policy'
@@ -22,6 +22,10 @@ export interface Plan {
   filtered: FilteredEntry[]
   /** Per-host DNS failures that did not stop the plan (`mx.example AAAA ETIMEOUT`). */
   dnsErrors: string[]
+  /** Families not looked up because this host cannot send over them, with why. */
+  notQueried?: Array<{ family: Family; reason: string }>
+  /** MX hosts started with IPv4 because this host's IPv6 egress is impaired (lib/egress). */
+  ipv4FirstForEgress?: string[]
 }
 
 export interface PlanOptions {
@@ -37,6 +41,12 @@ export interface PlanOptions {
   senderPolicy?: PolicyView
   /** MX hosts this message was switched to IPv4 for (hmail.todo.notes). */
   switched?: readonly SwitchedHost[]
+  /** Why this host cannot connect to an address over its family (lib/connectivity); undefined: it can. */
+  unusable?(address: string, family: Family): string | undefined
+  /** Families resolution left out for lack of connectivity, for the record. */
+  notQueried?: Array<{ family: Family; reason: string }>
+  /** This host's IPv6 egress: impaired, new destinations start with IPv4. */
+  egress?: EgressLead
 }
 
 const isoSeconds = (ms: number): string => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z')
@@ -76,6 +86,11 @@ export function planAddresses(domain: string, hosts: MxHost[], opts: PlanOptions
         filtered.push({ exchange: host.exchange, address: c.address, reason: describeRule(excludedBy) })
         continue
       }
+      const unusable = opts.unusable?.(c.address, c.family)
+      if (unusable) {
+        filtered.push({ exchange: host.exchange, address: c.address, reason: unusable })
+        continue
+      }
       usable.push({
         address: c.address,
         family: c.family,
@@ -94,8 +109,16 @@ export function planAddresses(domain: string, hosts: MxHost[], opts: PlanOptions
     }
   }
 
-  const kept = orderCandidates(candidates, { ...opts, hostPrefer })
-  return { domain, kept, filtered, dnsErrors }
+  const notes: OrderNotes = { ipv4FirstForEgress: [] }
+  const kept = orderCandidates(candidates, { ...opts, hostPrefer }, notes)
+  return {
+    domain,
+    kept,
+    filtered,
+    dnsErrors,
+    ...(opts.notQueried?.length ? { notQueried: opts.notQueried } : {}),
+    ...(notes.ipv4FirstForEgress.length ? { ipv4FirstForEgress: notes.ipv4FirstForEgress } : {}),
+  }
 }
 
 const showAddress = (a: string): string => (a.includes(':') ? `[${a}]` : a)
@@ -115,5 +138,17 @@ export function describePlan(plan: Plan): string {
   const parts = [`plan for ${plan.domain}: try ${describeKept(plan)}`]
   if (plan.filtered.length) parts.push(`filtered ${describeFiltered(plan)}`)
   if (plan.dnsErrors.length) parts.push(`dns errors ${plan.dnsErrors.join(', ')}`)
+  if (plan.notQueried?.length) parts.push(describeNotQueried(plan.notQueried))
+  if (plan.ipv4FirstForEgress?.length) parts.push(describeEgressLead(plan.ipv4FirstForEgress))
   return parts.join('; ')
+}
+
+/** `AAAA not queried (no IPv6 connectivity: no IPv6 address but loopback/link-local)` */
+export function describeNotQueried(list: NonNullable<Plan['notQueried']>): string {
+  return list.map((n) => `${n.family === 'ipv6' ? 'AAAA' : 'A'} not queried (${n.reason})`).join(', ')
+}
+
+/** `IPv4 first for mx.example: IPv6 egress impaired` */
+export function describeEgressLead(hosts: readonly string[]): string {
+  return `IPv4 first for ${hosts.join(', ')}: IPv6 egress impaired`
 }

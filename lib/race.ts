@@ -71,10 +71,20 @@ export interface AttemptRecord {
   /** Success `greeting`: the server's first reply line, and its code when it had one. */
   greeting?: string
   replyCode?: number
+  /**
+   * With RaceOptions.attemptDelayFor: the Connection Attempt Delay after this attempt's start,
+   * before the next address of its group starts unless this one fails first.
+   */
+  delayMs?: number
 }
 
 export interface RaceOptions<S extends RaceSocket> {
   attemptDelayMs: number
+  /**
+   * A per-target Connection Attempt Delay (learnt from connect times, RFC 8305 §5): the delay
+   * after an attempt's start is its target's. Absent: attemptDelayMs for every target.
+   */
+  attemptDelayFor?(target: RaceTarget): number
   /** A lower-preference MX group starts after this long, or when the current group failed. */
   groupDelayMs: number
   deadlineMs: number
@@ -112,6 +122,8 @@ interface RaceContext<S extends RaceSocket> {
   next: number
   /** now() when the latest attempt started, and when its MX preference group started. */
   lastStartAt: number
+  /** The attempt delay after the latest start: that attempt's target's. */
+  lastDelayMs: number
   groupStartAt: number
   /** An attempt failed after the latest one started: the next one is due at once. */
   failedSinceStart: boolean
@@ -134,12 +146,18 @@ function nextDueAt(ctx: RaceContext<RaceSocket>): number | undefined {
   if (next >= targets.length) return undefined
   if (next === 0) return ctx.t0
   const current = targets[next - 1].preference
+  // A learnt delay waits for the TCP connect; once the latest attempt has connected (success
+  // `greeting`), its path works and it gets the whole configured delay to greet.
+  const delay =
+    ctx.attempts[next - 1]?.connectMs !== undefined
+      ? Math.max(ctx.lastDelayMs, opts.attemptDelayMs)
+      : ctx.lastDelayMs
   if (targets[next].preference === current) {
-    return ctx.failedSinceStart ? ctx.now() : ctx.lastStartAt + opts.attemptDelayMs
+    return ctx.failedSinceStart ? ctx.now() : ctx.lastStartAt + delay
   }
   const groupLive = [...ctx.live.keys()].some((i) => targets[i].preference === current)
   if (!groupLive) return ctx.now()
-  return Math.max(ctx.lastStartAt + opts.attemptDelayMs, ctx.groupStartAt + opts.groupDelayMs)
+  return Math.max(ctx.lastStartAt + delay, ctx.groupStartAt + opts.groupDelayMs)
 }
 
 /**
@@ -163,6 +181,17 @@ function advance<S extends RaceSocket>(ctx: RaceContext<S>): void {
   ctx.timer = setTimeout(() => advance(ctx), Math.max(0, wakeAt - ctx.now()))
 }
 
+/** The delay after an attempt to `target` starts; a bad or failing learnt value gives the fixed one. */
+function attemptDelay(opts: RaceOptions<RaceSocket>, target: RaceTarget): number {
+  let d: number | undefined
+  try {
+    d = opts.attemptDelayFor?.(target)
+  } catch {
+    d = undefined
+  }
+  return d !== undefined && Number.isFinite(d) && d >= 0 ? d : opts.attemptDelayMs
+}
+
 function startAttempt<S extends RaceSocket>(ctx: RaceContext<S>): void {
   const i = ctx.next++
   const target = ctx.targets[i]
@@ -171,6 +200,8 @@ function startAttempt<S extends RaceSocket>(ctx: RaceContext<S>): void {
   ctx.lastStartAt = startedAt
   ctx.failedSinceStart = false
   const record: AttemptRecord = { target, startMs: since(ctx), outcome: 'pending' }
+  ctx.lastDelayMs = attemptDelay(ctx.opts, target)
+  if (ctx.opts.attemptDelayFor) record.delayMs = ctx.lastDelayMs
   ctx.attempts.push(record)
 
   let socket: S
@@ -190,6 +221,8 @@ function startAttempt<S extends RaceSocket>(ctx: RaceContext<S>): void {
     if (greeting) {
       // Connected, not yet won: the schedule goes on until the server speaks.
       record.connectMs = since(ctx)
+      // The latest attempt's learnt delay gives way to the configured one: re-arm the timer.
+      if (i === ctx.next - 1 && ctx.lastDelayMs < ctx.opts.attemptDelayMs) advance(ctx)
       return
     }
     record.outcome = 'connected'
@@ -329,6 +362,7 @@ export function raceConnect<S extends RaceSocket>(
       unlisten: new Map(),
       next: 0,
       lastStartAt: t0,
+      lastDelayMs: opts.attemptDelayMs,
       groupStartAt: t0,
       failedSinceStart: false,
       deadlineAt: t0 + opts.deadlineMs,

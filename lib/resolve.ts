@@ -5,6 +5,8 @@ import net from 'node:net'
 import { promises as dnsPromises } from 'node:dns'
 import { domainToASCII } from 'node:url'
 
+import type { Family } from './classify'
+
 export interface DnsClient {
   resolveMx(name: string): Promise<Array<{ exchange: string; priority: number }>>
   resolve4(name: string): Promise<string[]>
@@ -21,7 +23,14 @@ export interface MxHost {
 }
 
 export type Resolution =
-  | { kind: 'hosts'; domain: string; implicit: boolean; hosts: MxHost[] }
+  | {
+      kind: 'hosts'
+      domain: string
+      implicit: boolean
+      hosts: MxHost[]
+      /** Only these families were looked up (ResolveOptions.families); absent: both. */
+      families?: readonly Family[]
+    }
   | { kind: 'null-mx'; domain: string }
   | { kind: 'no-domain'; domain: string; detail: string }
   | {
@@ -35,6 +44,11 @@ export type Resolution =
 export interface ResolveOptions {
   /** MX hosts looked at, lowest preference first: bounds the fan-out of a hostile zone. */
   maxHosts?: number
+  /**
+   * The families to look up (this host's connectivity): without `ipv6` no AAAA query, without
+   * `ipv4` no A query. Absent or empty: both.
+   */
+  families?: readonly Family[]
 }
 
 /** A node:dns Resolver on the given servers (system ones when empty), one try per query. */
@@ -94,6 +108,8 @@ async function lookupFamily(
   }
 }
 
+const BOTH: readonly Family[] = ['ipv6', 'ipv4']
+
 /** A host's addresses, and the error codes of its failed lookups. */
 interface HostAnswer {
   host: MxHost
@@ -101,10 +117,19 @@ interface HostAnswer {
 }
 
 /** AAAA and A in parallel: one family failing never hides the other's answer. */
-async function lookupHost(dns: DnsClient, exchange: string, preference: number): Promise<HostAnswer> {
+async function lookupHost(
+  dns: DnsClient,
+  exchange: string,
+  preference: number,
+  families: readonly Family[] = BOTH,
+): Promise<HostAnswer> {
   if (net.isIP(exchange))
     return { host: { exchange, preference, addresses: [exchange], errors: [] }, codes: [] }
-  const [v6, v4] = await Promise.all([lookupFamily(dns, exchange, 'AAAA'), lookupFamily(dns, exchange, 'A')])
+  const none = Promise.resolve({ addresses: [] as string[], error: undefined, code: undefined })
+  const [v6, v4] = await Promise.all([
+    families.includes('ipv6') ? lookupFamily(dns, exchange, 'AAAA') : none,
+    families.includes('ipv4') ? lookupFamily(dns, exchange, 'A') : none,
+  ])
   const errors = [v6.error, v4.error].filter((e): e is string => Boolean(e))
   const codes = [v6.code, v4.code].filter((c): c is string => Boolean(c))
   return { host: { exchange, preference, addresses: [...v6.addresses, ...v4.addresses], errors }, codes }
@@ -116,6 +141,8 @@ export async function resolveDestination(
   opts: ResolveOptions = {},
 ): Promise<Resolution> {
   const maxHosts = opts.maxHosts ?? 20
+  const families = opts.families?.length ? opts.families : BOTH
+  const restricted = families.length < BOTH.length ? { families } : {}
   const domain = toAsciiDomain(rawDomain)
   if (!domain) return { kind: 'no-domain', domain: String(rawDomain), detail: 'not a valid domain name' }
 
@@ -135,7 +162,13 @@ export async function resolveDestination(
 
   if (!real.length) {
     // RFC 5321 §5.1: no MX records, the domain itself is the implicit MX.
-    const { host, codes } = await lookupHost(dns, domain, 0)
+    let { host, codes } = await lookupHost(dns, domain, 0, families)
+    let asked = restricted
+    // Whether the domain exists at all must not hang on the family left out: ask it too.
+    if (!host.addresses.length && restricted.families) {
+      ;({ host, codes } = await lookupHost(dns, domain, 0))
+      asked = {}
+    }
     if (!host.addresses.length && host.errors.length) {
       const detail = `${domain}: ${host.errors.join(', ')}`
       // AAAA and A failing alike (both ETIMEOUT) is one cause; two different codes are not.
@@ -145,7 +178,7 @@ export async function resolveDestination(
     if (!host.addresses.length) {
       return { kind: 'no-domain', domain, detail: `${domain} has no MX, AAAA or A records` }
     }
-    return { kind: 'hosts', domain, implicit: true, hosts: [host] }
+    return { kind: 'hosts', domain, implicit: true, hosts: [host], ...asked }
   }
 
   // One entry per host name, at its lowest preference.
@@ -156,7 +189,7 @@ export async function resolveDestination(
     if (!byName.has(name) || pref < (byName.get(name) as number)) byName.set(name, pref)
   }
   const chosen = [...byName.entries()].sort((a, b) => a[1] - b[1]).slice(0, maxHosts)
-  const answers = await Promise.all(chosen.map(([name, pref]) => lookupHost(dns, name, pref)))
+  const answers = await Promise.all(chosen.map(([name, pref]) => lookupHost(dns, name, pref, families)))
   const hosts = answers.map((a) => a.host)
-  return { kind: 'hosts', domain, implicit: false, hosts }
+  return { kind: 'hosts', domain, implicit: false, hosts, ...restricted }
 }

@@ -2,7 +2,9 @@
 // do — deliver to this list, defer or bounce with this status and reason. The result is the
 // message's delivery record.
 
+import { classifyAddress, type Family } from './classify'
 import type { Settings } from './config'
+import { familiesToQuery, type HostFamilies, mayLimit, unusableReason } from './connectivity'
 import type { MessageConnects } from './connects'
 import {
   type DeliveryRecord,
@@ -25,6 +27,7 @@ import {
   type RaceTarget,
 } from './race'
 import { type DnsClient, resolveDestination } from './resolve'
+import { delayFor, type Learned, learnFromRace } from './learned'
 
 export { STATUS, type Status } from './delivery'
 
@@ -66,7 +69,13 @@ export interface RouteDeps<S extends RaceSocket> {
    * timeout; never rejects.
    */
   shared?: { warm(request: WarmRequest): Promise<WarmResult> }
+  /** The families this host can send from (lib/connectivity); absent: both, everywhere. */
+  hostFamilies?: HostFamilies
+  /** Connect times and IPv6 egress learnt across destinations (lib/learned). */
+  learned?: Learned
 }
+
+const LOOPBACK: Record<Family, string> = { ipv4: '127.0.0.1', ipv6: '::1' }
 
 /** The plan's candidates as connect targets: the configured port and a bind per family. */
 export function targetsOf(plan: Plan, settings: Settings): RaceTarget[] {
@@ -106,8 +115,11 @@ export async function routeDomain<S extends RaceSocket>(
   domain: string,
   deps: RouteDeps<S>,
 ): Promise<DeliveryRecord> {
-  const { settings, health } = deps
-  const resolution = await resolveDestination(domain, deps.dns)
+  const { settings, health, hostFamilies, learned } = deps
+  const query = hostFamilies
+    ? familiesToQuery(hostFamilies, (f) => classifyAddress(LOOPBACK[f], settings.filter.policy).routable)
+    : undefined
+  const resolution = await resolveDestination(domain, deps.dns, query ? { families: query.families } : {})
   let shared: WarmResult | undefined
   const record = (decision: DeliveryRecord['decision'], plan?: Plan, race?: RaceRecord): DeliveryRecord => ({
     domain: resolution.domain,
@@ -149,6 +161,20 @@ export async function routeDomain<S extends RaceSocket>(
     ...(settings.policy.enabled && deps.senderPolicy ? { senderPolicy: deps.senderPolicy } : {}),
     ...(deps.switched ? { switched: deps.switched } : {}),
     ...(deps.random ? { random: deps.random } : {}),
+    ...(hostFamilies && mayLimit(hostFamilies)
+      ? {
+          unusable: (a: string, f: Family) => unusableReason(hostFamilies, f, a),
+          notQueried: query?.notQueried,
+        }
+      : {}),
+    ...(learned?.egress
+      ? {
+          egress: {
+            ipv6Impaired: learned.egress.read().ipv6Impaired,
+            known: (h: string) => Boolean(learned.connectTimes?.knows(h)),
+          },
+        }
+      : {}),
   })
 
   if (!plan.kept.length) {
@@ -174,6 +200,14 @@ export async function routeDomain<S extends RaceSocket>(
   const { success } = settings.race
   const result = await raceConnect(targets, {
     attemptDelayMs: settings.race.attemptDelayMs,
+    ...(learned?.connectTimes
+      ? {
+          attemptDelayFor: delayFor(learned.connectTimes, {
+            minMs: settings.race.minAttemptDelayMs,
+            maxMs: settings.race.attemptDelayMs,
+          }),
+        }
+      : {}),
     groupDelayMs: settings.race.groupDelayMs,
     deadlineMs: Math.max(
       100,
@@ -184,6 +218,7 @@ export async function routeDomain<S extends RaceSocket>(
     ...(racer.release ? { release: (s: S) => racer.release?.(s) } : {}),
   })
   recordRace(health, result, settings.race.attemptDelayMs)
+  if (learned) learnFromRace(learned, result, settings.race.attemptDelayMs)
   const race: RaceRecord = {
     attempts: result.attempts,
     elapsedMs: result.elapsedMs,
@@ -214,7 +249,7 @@ const refusedForGood = (a: AttemptRecord): boolean =>
 /**
  * Feeds the health cache: every connect and every error, and, as "slow" (never as an error),
  * an attempt that lost the race after waiting a whole attempt delay without an answer, which
- * is how a black hole looks, and a slow but working path too.
+ * is how a black hole looks, and a slow but working path too (its own delay when it was learnt).
  */
 export function recordRace(
   health: HealthCache,
@@ -230,7 +265,7 @@ export function recordRace(
     else if (a.outcome === 'failed' || a.outcome === 'timed out') {
       const error = a.error ?? `no answer in ${waited} ms`
       health.record(address, family, exchange, { ok: false, error, latencyMs: waited, at })
-    } else if (a.outcome === 'cancelled' && waited >= attemptDelayMs)
+    } else if (a.outcome === 'cancelled' && waited >= (a.delayMs ?? attemptDelayMs))
       health.record(address, family, exchange, { ok: false, slow: true, latencyMs: waited, at })
   }
 }

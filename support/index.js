@@ -12,6 +12,7 @@
 //   tls.js         throwaway certificates;  ports.js  free and busy ports
 //   log.js         the one Haraka log follower;  clock.js  waits, polling, seeded random
 //   proc.js        /proc readers;  scope.js  undo lists;  text.js  numbers and tables
+//   no-ipv6-host.js  one message through Haraka in a namespace without IPv6, DNS queries logged
 
 module.exports = {
   ...require('./clock'),
@@ -30,4 +31,5 @@ module.exports = {
   ...require('./proc'),
   ...require('./scope'),
   ...require('./text'),
+  ...require('./no-ipv6-host'),
 }

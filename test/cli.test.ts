@@ -14,7 +14,9 @@ import fixtures, { type DnsServer, type DnsZone } from 'haraka-test-fixtures'
 import type { Family } from '../lib/classify'
 import { type CliIo, main } from '../lib/cli'
 import type { AddressProbe, ProbeReport } from '../lib/cli/probe'
-import type { PlanJson } from '../lib/cli/render'
+import { planDomain } from '../lib/cli/plan'
+import { type PlanJson, planJson, planText } from '../lib/cli/render'
+import { defaultSettings } from '../lib/config'
 import { startBlackHole } from './support/harness'
 
 const LINK_LOCAL = 'fe80::d250:99ff:feda:9100'
@@ -644,5 +646,37 @@ describe('haraka-happy-eyeballs command', function () {
       assert.match(stdout, /^seed\.test: MX hosts$/m)
       assert.match(stdout, /^outcome: deliver/m)
     })
+  })
+})
+
+describe('cli plan: this host without IPv6 connectivity', () => {
+  it('asks no AAAA, and the text and JSON say the family was left out and why', async () => {
+    const asked: string[] = []
+    const dns = {
+      resolveMx: (n: string) => (
+        asked.push(`MX ${n}`),
+        Promise.resolve([{ exchange: `mx.${n}`, priority: 10 }])
+      ),
+      resolve6: (n: string) => (asked.push(`AAAA ${n}`), Promise.resolve(['2001:4860::25'])),
+      resolve4: (n: string) => (asked.push(`A ${n}`), Promise.resolve(['8.8.4.25'])),
+    }
+    const interfaces = () =>
+      ({
+        lo: [
+          { address: '127.0.0.1', netmask: '255.0.0.0', family: 'IPv4', mac: '', internal: true, cidr: null },
+        ],
+        eth0: [
+          { address: '10.0.0.5', netmask: '255.0.0.0', family: 'IPv4', mac: '', internal: false, cidr: null },
+        ],
+      }) as NodeJS.Dict<os.NetworkInterfaceInfo[]>
+    const record = await planDomain('dest.test', defaultSettings(), dns, () => 0.5, interfaces)
+    assert.deepEqual(asked, ['MX dest.test', 'A mx.dest.test'])
+    assert.match(
+      planText(record, 25),
+      /^this host: AAAA not queried \(no IPv6 connectivity: no global IPv6 address\)$/m,
+    )
+    assert.deepEqual(planJson(record).notQueried, [
+      { family: 'ipv6', reason: 'no IPv6 connectivity: no global IPv6 address' },
+    ])
   })
 })

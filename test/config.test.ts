@@ -159,6 +159,7 @@ describe('config', () => {
         'bind',
         'cache',
         'dns',
+        'egress',
         'family',
         'filter',
         'main',
@@ -481,7 +482,7 @@ describe('config', () => {
         o.max,
       ],
     )
-    it('the whole-number options are the sixteen of the table', () => assert.equal(ranges.length, 16))
+    it('the whole-number options are the twenty of the table', () => assert.equal(ranges.length, 20))
     for (const [section, key, get, min, max] of ranges) {
       it(`[${section}] ${key} takes both ends of its range, ${min} and ${max}, and rejects one past each`, () => {
         for (const v of [min, max]) {
@@ -601,6 +602,7 @@ describe('config', () => {
           'first_family_count=2',
           'port=2525',
           'max_addresses=8',
+          'connectivity_check_s=0',
           '[dns]',
           'servers=127.0.0.1:5353, [::1]:53',
           'timeout_ms=2000',
@@ -616,11 +618,15 @@ describe('config', () => {
           '[race]',
           'enabled=off',
           'attempt_delay_ms=100',
+          'min_attempt_delay_ms=20',
           'group_delay_ms=0',
           'deadline_ms=9000',
           '[cache]',
           'ttl_s=0',
           'max_entries=10',
+          '[egress]',
+          'ipv6_impaired_after=0',
+          'window_s=60',
           '[metrics]',
           'listen=[::1]:9464',
           '[watch]',
@@ -639,6 +645,7 @@ describe('config', () => {
         firstFamilyCount: 2,
         port: 2525,
         maxAddresses: 8,
+        connectivityCheckS: 0,
         dns: { servers: ['127.0.0.1:5353', '[::1]:53'], timeoutMs: 2000 },
         filter: {
           allFiltered: 'bounce',
@@ -647,8 +654,16 @@ describe('config', () => {
           blockRanges: ['link-local'],
         },
         bind: { ipv4: '192.0.2.25', ipv6: '2001:db8::25' },
-        race: { enabled: false, success: 'greeting', attemptDelayMs: 100, groupDelayMs: 0, deadlineMs: 9000 },
+        race: {
+          enabled: false,
+          success: 'greeting',
+          attemptDelayMs: 100,
+          minAttemptDelayMs: 20,
+          groupDelayMs: 0,
+          deadlineMs: 9000,
+        },
         cache: { ttlS: 0, maxEntries: 10 },
+        egress: { ipv6ImpairedAfter: 0, windowS: 60 },
         family: DEFAULTS.family,
         policy: DEFAULTS.policy,
         metrics: { listen: '[::1]:9464' },

@@ -1092,6 +1092,10 @@ describe('properties (fast-check, 10,000 cases each)', function () {
       attemptDelayMs: fc.oneof(fc.integer({ min: 10, max: 2000 }), fc.constantFrom(10, 250)),
       groupDelayMs: fc.oneof(fc.integer({ min: 0, max: 5000 }), fc.integer({ min: 0, max: 30000 })),
       deadlineMs: fc.oneof(fc.integer({ min: 100, max: 8000 }), fc.integer({ min: 100, max: 60000 })),
+      // Learnt per-target attempt delays (RaceOptions.attemptDelayFor), by position in the race.
+      delays: fc.option(fc.array(fc.integer({ min: 10, max: 2000 }), { minLength: 12, maxLength: 12 }), {
+        nil: undefined,
+      }),
     })
 
     type RaceCase = ValueOf<typeof raceCase>
@@ -1138,8 +1142,10 @@ describe('properties (fast-check, 10,000 cases each)', function () {
         }
         let result: RaceResult<FakeSocket> | undefined
         let failure: unknown
+        const { delays } = rc
         raceConnect(targets, {
           attemptDelayMs: rc.attemptDelayMs,
+          ...(delays ? { attemptDelayFor: (t: RaceTarget) => delays[targets.indexOf(t)] } : {}),
           groupDelayMs: rc.groupDelayMs,
           deadlineMs: rc.deadlineMs,
           connect,
@@ -1247,23 +1253,26 @@ describe('properties (fast-check, 10,000 cases each)', function () {
       let now = 0
       let failedSinceStart = false
       let lastStart = 0
+      let lastDelay = rc.attemptDelayMs
       let groupStart = 0
       let ambiguous = false
+      // The delay after an attempt is its own target's (learnt), else the fixed one.
+      const delayOf = (i: number): number => rc.delays?.[i] ?? rc.attemptDelayMs
       const due = () => {
         const next = starts.length
         if (next >= n) return Infinity
         if (next === 0) return 0
         const current = targets[next - 1].preference
-        if (targets[next].preference === current)
-          return failedSinceStart ? now : lastStart + rc.attemptDelayMs
+        if (targets[next].preference === current) return failedSinceStart ? now : lastStart + lastDelay
         if (![...live].some((i) => targets[i].preference === current)) return now
-        return Math.max(lastStart + rc.attemptDelayMs, groupStart + rc.groupDelayMs)
+        return Math.max(lastStart + lastDelay, groupStart + rc.groupDelayMs)
       }
       for (let guard = 0; guard < 10000; guard++) {
         while (due() <= now && now < rc.deadlineMs) {
           const i = starts.length
           if (i === 0 || targets[i - 1].preference !== targets[i].preference) groupStart = now
           lastStart = now
+          lastDelay = delayOf(i)
           failedSinceStart = false
           starts.push(now)
           const fate = spec[i].fate
@@ -1303,7 +1312,7 @@ describe('properties (fast-check, 10,000 cases each)', function () {
           assert.deepEqual(
             started.map((s) => s.at),
             expected.starts,
-            `attempt delay ${rc.attemptDelayMs}, group delay ${rc.groupDelayMs}, deadline ${rc.deadlineMs}`,
+            `attempt delay ${rc.attemptDelayMs} (learnt ${rc.delays?.join(',') ?? 'none'}), group delay ${rc.groupDelayMs}, deadline ${rc.deadlineMs}`,
           )
         }),
       )
@@ -1321,6 +1330,7 @@ describe('properties (fast-check, 10,000 cases each)', function () {
         attemptDelayMs: 250,
         groupDelayMs: 2000,
         deadlineMs: 15000,
+        delays: undefined,
       })
       assert.deepEqual(
         started.map((s) => s.at),

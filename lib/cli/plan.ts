@@ -1,6 +1,9 @@
 // The plan: the plugin's own route for the domain, before any connect, as its delivery record.
 
+import os from 'node:os'
+
 import type { Settings } from '../config'
+import { type InterfaceList, readHostFamilies } from '../connectivity'
 import type { DeliveryRecord } from '../delivery'
 import { HealthCache } from '../health'
 import type { DnsClient } from '../resolve'
@@ -28,15 +31,21 @@ export function memoDns(dns: DnsClient, onQuery: (text: string) => void): DnsCli
   }
 }
 
-/** The plugin's answer to Haraka for mail to domain, from a fresh health cache and no racer. */
+/**
+ * The plugin's answer to Haraka for mail to domain, from a fresh health cache and no racer,
+ * with this host's connectivity as the plugin reads it (unless connectivity_check_s=0).
+ */
 export function planDomain(
   domain: string,
   settings: Settings,
   dns: DnsClient,
   random: () => number,
+  interfaces: () => InterfaceList = os.networkInterfaces,
 ): Promise<DeliveryRecord> {
   const health = new HealthCache({ ttlMs: settings.cache.ttlS * 1000, maxEntries: settings.cache.maxEntries })
-  return routeDomain(domain, { settings, dns, health, random })
+  const hostFamilies =
+    settings.connectivityCheckS > 0 ? readHostFamilies(interfaces(), settings.bind) : undefined
+  return routeDomain(domain, { settings, dns, health, random, ...(hostFamilies ? { hostFamilies } : {}) })
 }
 
 /** The code of a DNS failure because no server answered at all, as opposed to a SERVFAIL. */

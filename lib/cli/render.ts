@@ -3,7 +3,7 @@
 
 import type { Family } from '../classify'
 import { type DeliveryRecord, showStatus, STATUS } from '../delivery'
-import { describePlan } from '../plan'
+import { describeEgressLead, describeNotQueried, describePlan } from '../plan'
 import { ATTEMPT_OUTCOMES, FAMILIES } from '../metrics'
 import type { AddressProbe, ProbeReport } from './probe'
 import type { StatusReport, WatchedStatus } from './status'
@@ -18,6 +18,10 @@ export interface PlanJson {
   dnsErrors: string[]
   mx: Array<{ exchange: string; preference: number; addresses: string[]; errors: string[] }>
   implicitMx: boolean
+  /** Families not looked up: this host cannot send over them. */
+  notQueried?: Array<{ family: Family; reason: string }>
+  /** MX hosts started with IPv4 because this host's IPv6 egress is impaired. */
+  ipv4FirstForEgress?: string[]
   status?: string
   reason?: string
 }
@@ -46,6 +50,8 @@ export function planJson(r: DeliveryRecord): PlanJson {
     }))
     out.filtered = plan.filtered.map((f) => ({ address: f.address, exchange: f.exchange, reason: f.reason }))
     out.dnsErrors = plan.dnsErrors.slice()
+    if (plan.notQueried) out.notQueried = plan.notQueried.map((n) => ({ ...n }))
+    if (plan.ipv4FirstForEgress) out.ipv4FirstForEgress = plan.ipv4FirstForEgress.slice()
   }
   if (res.kind === 'hosts') {
     out.mx = res.hosts.map((h) => ({
@@ -90,6 +96,9 @@ export function planText(r: DeliveryRecord, port: number): string {
       lines.push('dns errors:')
       for (const e of plan.dnsErrors) lines.push(`  ${e}`)
     }
+    if (plan.notQueried?.length) lines.push(`this host: ${describeNotQueried(plan.notQueried)}`)
+    if (plan.ipv4FirstForEgress?.length)
+      lines.push(`this host: ${describeEgressLead(plan.ipv4FirstForEgress)}`)
     lines.push(`log: ${describePlan(plan)}`)
   }
   switch (d.action) {

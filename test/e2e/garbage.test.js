@@ -575,10 +575,12 @@ describe('Haraka 3.3.4 starts and delivers with bad happy_eyeballs.ini variants'
     it(`${v.name}: warnings in Haraka's log, and the seed message is delivered`, async function () {
       const domain = `seed${i}.test`
       seedZone(dns, domain)
-      // Delivery essentials last: a repeated section merges and its later keys win.
+      // Delivery essentials last: a repeated section merges and its later keys win. The test
+      // host's only IPv6 is ::1, which is not allowed: the connectivity check off, the seed's
+      // AAAA is still asked and its fe80:: filtered.
       const text = Buffer.concat([
         Buffer.from(v.text),
-        Buffer.from(`\n[main]\nport=${sink.port}\n[filter]\nallow[]=127.0.0.1/32\n`),
+        Buffer.from(`\n[main]\nport=${sink.port}\nconnectivity_check_s=0\n[filter]\nallow[]=127.0.0.1/32\n`),
       ]).toString('latin1') // the harness writes text; every byte survives as a character
       const haraka = await startHaraka({
         version: '3.3.4',
@@ -877,8 +879,9 @@ describe('odd and hostile DNS answers at the get_mx hook (in-process)', function
 
   it('1,000 addresses on one MX host: the answer is capped at max_addresses, both families kept', async function () {
     for (const max of [undefined, 2, 256]) {
+      // This host has no IPv6 but ::1: the connectivity check off, the unique-local AAAA count.
       const p = plugin({
-        ...(max ? { main: { max_addresses: String(max) } } : {}),
+        main: { connectivity_check_s: '0', ...(max ? { max_addresses: String(max) } : {}) },
         filter: { allow: ['127.0.0.0/8', 'fd00::/8'] },
       })
       const { code, value, calls } = await callRoute(p, 'fan.test')
@@ -1018,7 +1021,10 @@ exports.register = function () {
         dnsPort: dns.port,
         plugins: ['pool_wrapper', 'happy-eyeballs'],
         pluginFiles: { pool_wrapper: POOL_WRAPPER },
-        files: { 'happy_eyeballs.ini': `[main]\nport=${sink.port}\n[filter]\nallow[]=127.0.0.1/32\n` },
+        // The connectivity check off: the seed's AAAA is asked on this host without global IPv6.
+        files: {
+          'happy_eyeballs.ini': `[main]\nport=${sink.port}\nconnectivity_check_s=0\n[filter]\nallow[]=127.0.0.1/32\n`,
+        },
       })
       assert.match(haraka.log(), /\[pool_wrapper\] outbound client_pool\.get_client wrapped/)
       const warned = haraka

@@ -1,0 +1,125 @@
+// This host's IPv6 egress, judged across destinations: when IPv6 went unanswered (timed out,
+// or lost a race without answering after a whole attempt delay) at several distinct MX hosts
+// while IPv4 to the same hosts worked, the trouble is on this side. New destinations then start
+// with IPv4; IPv6 is still raced second, and its first success anywhere clears the state.
+// A refusal (RST) proves IPv6 packets get out and back: it neither counts nor clears.
+// Bounded like the health cache: an LRU with a size limit and the window as TTL.
+
+import { LRUCache } from 'lru-cache'
+
+import type { Family } from './classify'
+
+/** What one attempt said about egress: plain data, so it can be shared between processes. */
+export interface EgressEvent {
+  exchange: string
+  family: Family
+  outcome: 'unanswered' | 'connected'
+  /** Epoch ms. */
+  at: number
+}
+
+/** The state as plain data: for the record, the log and the command. */
+export interface EgressState {
+  ipv6Impaired: boolean
+  /** MX hosts where IPv6 went unanswered while IPv4 worked, within the window. */
+  destinations: string[]
+  /** Epoch ms when the state last changed. */
+  since?: number
+}
+
+export interface EgressOptions {
+  /** Distinct MX hosts needed; 0 never marks egress impaired. */
+  destinations: number
+  windowMs: number
+  maxEntries: number
+  /** Clock for the LRU's TTL in tests; performance.now via lru-cache by default. */
+  perf?: { now(): number }
+  /** Called once per change of ipv6Impaired. */
+  onChange?(state: EgressState): void
+}
+
+interface Evidence {
+  v6UnansweredAt?: number
+  v4ConnectedAt?: number
+}
+
+/** The most MX hosts kept as evidence, whatever [cache] max_entries allows. */
+export const EVIDENCE_MAX = 512
+
+const key = (exchange: string): string => exchange.toLowerCase().replace(/\.$/, '')
+
+export class EgressMemory {
+  private readonly evidence: LRUCache<string, Evidence> | undefined
+  private impaired = false
+  private since: number | undefined
+
+  constructor(private readonly opts: EgressOptions) {
+    this.evidence =
+      opts.destinations > 0 && opts.windowMs > 0
+        ? new LRUCache<string, Evidence>({
+            // Read on every message: a few hundred recent hosts say all there is to say.
+            max: Math.max(opts.destinations, Math.min(opts.maxEntries, EVIDENCE_MAX)),
+            ttl: opts.windowMs,
+            ...(opts.perf ? { perf: opts.perf, ttlResolution: 0 } : {}),
+          })
+        : undefined
+  }
+
+  record(e: EgressEvent): void {
+    if (!this.evidence) return
+    if (e.family === 'ipv6' && e.outcome === 'connected') {
+      // IPv6 works from here again: every piece of evidence against it is void.
+      this.evidence.clear()
+      this.settle(e.at)
+      return
+    }
+    const k = key(e.exchange)
+    const entry: Evidence = { ...this.evidence.get(k) }
+    if (e.family === 'ipv6') entry.v6UnansweredAt = e.at
+    else if (e.outcome === 'connected') entry.v4ConnectedAt = e.at
+    else return
+    this.evidence.set(k, entry)
+    this.settle(e.at)
+  }
+
+  /** The state now; an expired window clears it (and reports the change). */
+  read(at = Date.now()): EgressState {
+    const destinations = this.settle(at)
+    return {
+      ipv6Impaired: this.impaired,
+      destinations,
+      ...(this.since !== undefined ? { since: this.since } : {}),
+    }
+  }
+
+  private settle(at: number): string[] {
+    const destinations: string[] = []
+    if (this.evidence?.size) {
+      for (const [k, v] of this.evidence.entries()) {
+        if (v.v6UnansweredAt !== undefined && v.v4ConnectedAt !== undefined) destinations.push(k)
+      }
+    }
+    const impaired = destinations.length >= this.opts.destinations && this.opts.destinations > 0
+    if (impaired !== this.impaired) {
+      this.impaired = impaired
+      this.since = at
+      this.opts.onChange?.({ ipv6Impaired: impaired, destinations, since: at })
+    }
+    return destinations
+  }
+
+  clear(): void {
+    this.evidence?.clear()
+    this.impaired = false
+    this.since = undefined
+  }
+}
+
+/** `IPv6 egress impaired since …: unanswered at a, b, c while IPv4 worked` — the log line. */
+export function describeEgress(state: EgressState): string {
+  if (!state.ipv6Impaired) return 'IPv6 egress works again: new destinations start with the preferred family'
+  return (
+    `IPv6 egress impaired: unanswered at ${state.destinations.join(', ')} while IPv4 worked; ` +
+    'new destinations start with IPv4, IPv6 still raced second'
+  )
+}
