@@ -24,7 +24,7 @@ export interface Settings {
   firstFamilyCount: number
   port: number
   maxAddresses: number
-  dns: { servers: string[]; timeoutMs: number }
+  dns: { servers: string[]; timeoutMs: number; resolutionDelayMs: number }
   filter: { policy: FilterPolicy; allFiltered: 'defer' | 'bounce' }
   bind: { ipv4?: string; ipv6?: string }
   race: {

@@ -56,6 +56,11 @@ export interface DeliveryRecord {
   /** Present when the connections were raced. */
   race?: RaceRecord
   decision: Decision
+  /**
+   * Address lookups still unanswered when the race had its winner or its deadline, as
+   * `mx2.example AAAA`: left behind, not waited for. Absent when every lookup answered.
+   */
+  pendingLookups?: string[]
   /** Every connect made for the message as it happens, the race's and Haraka's own. */
   connects?: MessageConnects
 }
@@ -78,6 +83,7 @@ export function describeDelivery(r: DeliveryRecord): string {
   if (!r.plan) return d.action === 'deliver' ? `deliver to ${r.domain}` : `${d.action}: ${d.reason}`
   const parts = [describePlan(r.plan)]
   if (r.race) parts.push(`race ${describeTimeline(r.race)}`)
+  if (r.pendingLookups?.length) parts.push(`lookups left pending ${r.pendingLookups.join(', ')}`)
   if (d.action === 'deliver') {
     if (d.winner) parts.push(`winner ${d.winner.address}`)
     else if (r.race) parts.push('no winner: Haraka connects itself and hears the refusal')

@@ -5,6 +5,8 @@ import net from 'node:net'
 import { promises as dnsPromises } from 'node:dns'
 import { domainToASCII } from 'node:url'
 
+import type { Family } from './classify'
+
 export interface DnsClient {
   resolveMx(name: string): Promise<Array<{ exchange: string; priority: number }>>
   resolve4(name: string): Promise<string[]>
@@ -32,10 +34,70 @@ export type Resolution =
       code?: string
     }
 
+/** The address query types, one per family. */
+export type AddressType = 'AAAA' | 'A'
+
+const TYPE_OF: Record<Family, AddressType> = { ipv6: 'AAAA', ipv4: 'A' }
+
+/** What one address query gave: its addresses, or the failure. NODATA is no error. */
+export interface AddressAnswer {
+  addresses: string[]
+  /** A failed lookup, e.g. `AAAA ESERVFAIL`. */
+  error?: string
+  code?: string
+  /** NXDOMAIN for the host name. */
+  noName?: boolean
+}
+
+/** One address query of one MX host; `answer` is absent while the query is pending. */
+export interface AddressLookup {
+  exchange: string
+  preference: number
+  type: AddressType
+  answer?: AddressAnswer
+}
+
+/** The MX step's hosts and their address lookups, as far as they have answered. */
+export interface ResolutionProgress {
+  domain: string
+  /** No MX records: the domain itself is the one host. */
+  implicit: boolean
+  /** Lowest preference first; per host AAAA before A. */
+  lookups: readonly AddressLookup[]
+}
+
 export interface ResolveOptions {
   /** MX hosts looked at, lowest preference first: bounds the fan-out of a hostile zone. */
   maxHosts?: number
+  /** The families whose address records are queried (default both); an IP literal MX is kept. */
+  families?: readonly Family[]
+  /**
+   * Called once the MX step gave hosts (every address lookup pending), then after each
+   * address answer: what RFC 8305 §3 starts connecting from before the rest has answered.
+   */
+  onProgress?(progress: ResolutionProgress): void
 }
+
+/** The hosts as far as their lookups have answered: AAAA answers then A answers each. */
+export function hostsOf(lookups: readonly AddressLookup[]): MxHost[] {
+  const hosts = new Map<string, MxHost>()
+  for (const l of lookups) {
+    let host = hosts.get(l.exchange)
+    if (!host)
+      hosts.set(
+        l.exchange,
+        (host = { exchange: l.exchange, preference: l.preference, addresses: [], errors: [] }),
+      )
+    if (!l.answer) continue
+    host.addresses.push(...l.answer.addresses)
+    if (l.answer.error) host.errors.push(l.answer.error)
+  }
+  return [...hosts.values()]
+}
+
+/** `mx2.example AAAA` for each lookup still pending. */
+export const pendingLookups = (lookups: readonly AddressLookup[]): string[] =>
+  lookups.filter((l) => !l.answer).map((l) => `${l.exchange} ${l.type}`)
 
 /** A node:dns Resolver on the given servers (system ones when empty), one try per query. */
 export function makeDnsClient(servers: string[], timeoutMs: number): DnsClient {
@@ -94,20 +156,30 @@ async function lookupFamily(
   }
 }
 
-/** A host's addresses, and the error codes of its failed lookups. */
-interface HostAnswer {
-  host: MxHost
-  codes: string[]
+/** A host's lookups: one per family queried, or the IP literal itself, answered already. */
+function lookupsOf(exchange: string, preference: number, families: readonly Family[]): AddressLookup[] {
+  const literal = net.isIP(exchange)
+  if (literal)
+    return [{ exchange, preference, type: literal === 6 ? 'AAAA' : 'A', answer: { addresses: [exchange] } }]
+  return (['ipv6', 'ipv4'] as const)
+    .filter((f) => families.includes(f))
+    .map((f) => ({ exchange, preference, type: TYPE_OF[f] }))
 }
 
-/** AAAA and A in parallel: one family failing never hides the other's answer. */
-async function lookupHost(dns: DnsClient, exchange: string, preference: number): Promise<HostAnswer> {
-  if (net.isIP(exchange))
-    return { host: { exchange, preference, addresses: [exchange], errors: [] }, codes: [] }
-  const [v6, v4] = await Promise.all([lookupFamily(dns, exchange, 'AAAA'), lookupFamily(dns, exchange, 'A')])
-  const errors = [v6.error, v4.error].filter((e): e is string => Boolean(e))
-  const codes = [v6.code, v4.code].filter((c): c is string => Boolean(c))
-  return { host: { exchange, preference, addresses: [...v6.addresses, ...v4.addresses], errors }, codes }
+/**
+ * Every pending lookup in parallel (one family failing never hides the other's answer),
+ * telling `onProgress` of each answer as it comes.
+ */
+async function runLookups(dns: DnsClient, progress: ResolutionProgress, opts: ResolveOptions): Promise<void> {
+  opts.onProgress?.(progress)
+  await Promise.all(
+    progress.lookups
+      .filter((l) => !l.answer)
+      .map(async (l) => {
+        l.answer = await lookupFamily(dns, l.exchange, l.type)
+        opts.onProgress?.(progress)
+      }),
+  )
 }
 
 export async function resolveDestination(
@@ -133,12 +205,16 @@ export async function resolveDestination(
   const real = records.filter((r) => r.exchange !== '' && r.exchange !== '.')
   if (records.length && !real.length) return { kind: 'null-mx', domain }
 
+  const families = opts.families ?? ['ipv6', 'ipv4']
   if (!real.length) {
     // RFC 5321 §5.1: no MX records, the domain itself is the implicit MX.
-    const { host, codes } = await lookupHost(dns, domain, 0)
+    const progress: ResolutionProgress = { domain, implicit: true, lookups: lookupsOf(domain, 0, families) }
+    await runLookups(dns, progress, opts)
+    const [host = { exchange: domain, preference: 0, addresses: [], errors: [] }] = hostsOf(progress.lookups)
     if (!host.addresses.length && host.errors.length) {
       const detail = `${domain}: ${host.errors.join(', ')}`
       // AAAA and A failing alike (both ETIMEOUT) is one cause; two different codes are not.
+      const codes = progress.lookups.map((l) => l.answer?.code).filter((c): c is string => Boolean(c))
       const [code, other] = new Set(codes)
       return { kind: 'temporary', domain, detail, ...(other === undefined ? { code } : {}) }
     }
@@ -156,7 +232,8 @@ export async function resolveDestination(
     if (!byName.has(name) || pref < (byName.get(name) as number)) byName.set(name, pref)
   }
   const chosen = [...byName.entries()].sort((a, b) => a[1] - b[1]).slice(0, maxHosts)
-  const answers = await Promise.all(chosen.map(([name, pref]) => lookupHost(dns, name, pref)))
-  const hosts = answers.map((a) => a.host)
-  return { kind: 'hosts', domain, implicit: false, hosts }
+  const lookups = chosen.flatMap(([name, pref]) => lookupsOf(name, pref, families))
+  const progress: ResolutionProgress = { domain, implicit: false, lookups }
+  await runLookups(dns, progress, opts)
+  return { kind: 'hosts', domain, implicit: false, hosts: hostsOf(lookups) }
 }

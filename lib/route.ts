@@ -12,18 +12,32 @@ import {
   STATUS,
 } from './delivery'
 import type { HealthCache } from './health'
-import { type Plan, planAddresses } from './plan'
+import { seededRandom } from './order'
+import { type Plan, planAddresses, type PlanOptions } from './plan'
 import type { PolicyView } from './policy-memory'
 import type { SwitchedHost } from './sender-policy'
 import {
   type AttemptRecord,
-  raceConnect,
+  type RaceOptions,
   type RaceResult,
   type RaceSocket,
   type RaceSuccess,
   type RaceTarget,
+  type RunningRace,
+  startRace,
 } from './race'
-import { type DnsClient, resolveDestination } from './resolve'
+import { raceStartAt } from './race-start'
+import {
+  type AddressLookup,
+  type DnsClient,
+  hostsOf,
+  type MxHost,
+  pendingLookups,
+  type Resolution,
+  type ResolutionProgress,
+  resolveDestination,
+} from './resolve'
+import type { Family } from './classify'
 
 export { STATUS, type Status } from './delivery'
 
@@ -59,6 +73,8 @@ export interface RouteDeps<S extends RaceSocket> {
   senderPolicy?: PolicyView
   /** MX hosts this message was switched to IPv4 for. */
   switched?: readonly SwitchedHost[]
+  /** The families whose address records are queried; default both. */
+  families?: readonly Family[]
 }
 
 /** The plan's candidates as connect targets: the configured port and a bind per family. */
@@ -99,17 +115,59 @@ export async function routeDomain<S extends RaceSocket>(
   domain: string,
   deps: RouteDeps<S>,
 ): Promise<DeliveryRecord> {
-  const { settings, health } = deps
-  const resolution = await resolveDestination(domain, deps.dns)
-  const record = (decision: DeliveryRecord['decision'], plan?: Plan, race?: RaceRecord): DeliveryRecord => ({
+  const families = deps.families ? { families: deps.families } : {}
+  const { racer } = deps
+  if (!racer || !deps.settings.race.enabled) {
+    // Without a race nothing can start early: every answer is awaited, as Haraka would.
+    return settle(await resolveDestination(domain, deps.dns, families), deps, planOptions(deps, deps.random))
+  }
+  return routeRacing(domain, deps, racer)
+}
+
+/** The planning options of this message; `random` drives the shuffle of equal MX hosts. */
+function planOptions<S extends RaceSocket>(deps: RouteDeps<S>, random?: () => number): PlanOptions {
+  const { settings } = deps
+  return {
+    policy: settings.filter.policy,
+    prefer: settings.prefer,
+    firstFamilyCount: settings.firstFamilyCount,
+    maxAddresses: settings.maxAddresses,
+    health: deps.health,
+    family: settings.family,
+    ...(settings.policy.enabled && deps.senderPolicy ? { senderPolicy: deps.senderPolicy } : {}),
+    ...(deps.switched ? { switched: deps.switched } : {}),
+    ...(random ? { random } : {}),
+  }
+}
+
+/** The record of one message, as far as it went. */
+function recordOf<S extends RaceSocket>(
+  deps: RouteDeps<S>,
+  resolution: Resolution,
+  decision: DeliveryRecord['decision'],
+  plan?: Plan,
+  race?: RaceRecord,
+  pending: string[] = [],
+): DeliveryRecord {
+  return {
     domain: resolution.domain,
     resolution,
     ...(plan ? { plan } : {}),
     ...(race ? { race } : {}),
+    ...(pending.length ? { pendingLookups: pending } : {}),
     decision,
     ...(deps.connects ? { connects: deps.connects } : {}),
-  })
+  }
+}
 
+/** The answer from a complete resolution: final DNS outcomes, the plan, then the race if any. */
+async function settle<S extends RaceSocket>(
+  resolution: Resolution,
+  deps: RouteDeps<S>,
+  planOpts: PlanOptions,
+): Promise<DeliveryRecord> {
+  const record = (decision: DeliveryRecord['decision'], plan?: Plan): DeliveryRecord =>
+    recordOf(deps, resolution, decision, plan)
   switch (resolution.kind) {
     case 'null-mx':
       return record({
@@ -127,18 +185,7 @@ export async function routeDomain<S extends RaceSocket>(
       })
   }
 
-  const plan = planAddresses(resolution.domain, resolution.hosts, {
-    policy: settings.filter.policy,
-    prefer: settings.prefer,
-    firstFamilyCount: settings.firstFamilyCount,
-    maxAddresses: settings.maxAddresses,
-    health,
-    family: settings.family,
-    ...(settings.policy.enabled && deps.senderPolicy ? { senderPolicy: deps.senderPolicy } : {}),
-    ...(deps.switched ? { switched: deps.switched } : {}),
-    ...(deps.random ? { random: deps.random } : {}),
-  })
-
+  const plan = planAddresses(resolution.domain, resolution.hosts, planOpts)
   if (!plan.kept.length) {
     // Only DNS errors and no address at all: a temporary DNS problem, not a routing one.
     if (!plan.filtered.length && plan.dnsErrors.length) {
@@ -146,7 +193,7 @@ export async function routeDomain<S extends RaceSocket>(
       return record({ action: 'defer', status: STATUS.dnsTemporary, reason }, plan)
     }
     const reason = describeUnusable(plan)
-    const bounce = settings.filter.allFiltered === 'bounce' && plan.filtered.length > 0
+    const bounce = deps.settings.filter.allFiltered === 'bounce' && plan.filtered.length > 0
     return record(
       bounce
         ? { action: 'bounce', status: STATUS.noRouteFinal, reason }
@@ -155,28 +202,46 @@ export async function routeDomain<S extends RaceSocket>(
     )
   }
 
-  const targets = targetsOf(plan, settings)
+  const targets = targetsOf(plan, deps.settings)
   const { racer } = deps
-  if (!racer || !settings.race.enabled) return record({ action: 'deliver', targets }, plan)
+  if (!racer || !deps.settings.race.enabled) return record({ action: 'deliver', targets }, plan)
+  const race = startRace(targets, raceOptions(deps, racer))
+  race.close()
+  return afterRaceRecord(deps, racer, resolution, plan, await race.result)
+}
 
-  const { success } = settings.race
-  const result = await raceConnect(targets, {
-    attemptDelayMs: settings.race.attemptDelayMs,
-    groupDelayMs: settings.race.groupDelayMs,
-    deadlineMs: Math.max(
-      100,
-      Math.min(settings.race.deadlineMs, (deps.answerBy ?? Infinity) - performance.now()),
-    ),
-    connect: (t) => racer.connect(t, success),
-    success,
+/** The race's options for this message; its deadline counts from now. */
+function raceOptions<S extends RaceSocket>(
+  deps: RouteDeps<S>,
+  racer: Racer<S>,
+  sortPending?: RaceOptions<S>['sortPending'],
+): RaceOptions<S> {
+  const { race } = deps.settings
+  return {
+    attemptDelayMs: race.attemptDelayMs,
+    groupDelayMs: race.groupDelayMs,
+    deadlineMs: Math.max(100, Math.min(race.deadlineMs, (deps.answerBy ?? Infinity) - performance.now())),
+    connect: (t) => racer.connect(t, race.success),
+    success: race.success,
     ...(racer.release ? { release: (s: S) => racer.release?.(s) } : {}),
-  })
-  recordRace(health, result, settings.race.attemptDelayMs)
-  const race: RaceRecord = {
-    attempts: result.attempts,
-    elapsedMs: result.elapsedMs,
-    untried: targets.slice(result.attempts.length),
+    ...(sortPending ? { sortPending } : {}),
   }
+}
+
+/** The answer once the race is over: the winner held for Haraka, or why nothing answered. */
+function afterRaceRecord<S extends RaceSocket>(
+  deps: RouteDeps<S>,
+  racer: Racer<S>,
+  resolution: Resolution,
+  plan: Plan,
+  result: RaceResult<S>,
+  pending: string[] = [],
+): DeliveryRecord {
+  recordRace(deps.health, result, deps.settings.race.attemptDelayMs)
+  const race: RaceRecord = { attempts: result.attempts, elapsedMs: result.elapsedMs, untried: result.untried }
+  const targets = [...result.attempts.map((a) => a.target), ...result.untried]
+  const record = (decision: DeliveryRecord['decision']): DeliveryRecord =>
+    recordOf(deps, resolution, decision, plan, race, pending)
 
   if (!result.winner) {
     // A server that refused at its greeting for good: Haraka hears the refusal itself and
@@ -184,15 +249,123 @@ export async function routeDomain<S extends RaceSocket>(
     const refused = result.attempts.filter(refusedForGood).map((a) => a.target)
     if (refused.length) {
       const rest = targets.filter((t) => !refused.includes(t))
-      return record({ action: 'deliver', targets: [...refused, ...rest] }, plan, race)
+      return record({ action: 'deliver', targets: [...refused, ...rest] })
     }
     const reason = describeRaceFailure(plan.domain, race)
-    return record({ action: 'defer', status: STATUS.noAnswer, reason }, plan, race)
+    return record({ action: 'defer', status: STATUS.noAnswer, reason })
   }
 
   const { target, socket } = result.winner
   racer.hold(target, socket)
-  return record({ action: 'deliver', targets: afterRace(targets, result), winner: target }, plan, race)
+  return record({ action: 'deliver', targets: afterRace(targets, result), winner: target })
+}
+
+/**
+ * RFC 8305 §3 and §6: the race starts as soon as the leading MX group has a usable address
+ * (see ./race-start), later answers join it, and once an attempt has won the lookups still
+ * pending are left behind, named in the record. Until the race starts, the complete
+ * resolution decides as without early starts.
+ */
+function routeRacing<S extends RaceSocket>(
+  domain: string,
+  deps: RouteDeps<S>,
+  racer: Racer<S>,
+): Promise<DeliveryRecord> {
+  const { settings } = deps
+  // One shuffle for every plan of this message, so a later answer reorders as little as it can.
+  const seed = Math.floor((deps.random ?? Math.random)() * 2 ** 32)
+  const planNow = (hosts: MxHost[], d: string): Plan =>
+    planAddresses(d, hosts, planOptions(deps, seededRandom(seed)))
+  const answeredAt = new Map<AddressLookup, number>()
+  let progress: ResolutionProgress | undefined
+  let running: RunningRace<S> | undefined
+  let latest: Plan | undefined
+  let startTimer: NodeJS.Timeout | undefined
+  let complete: Resolution | undefined
+  let failure: { error: unknown } | undefined
+
+  return new Promise<DeliveryRecord>((resolve, reject) => {
+    const known = (p: ResolutionProgress): Plan => (latest = planNow(hostsOf(p.lookups), p.domain))
+    // The latest plan's targets join the race, within the bound on addresses per message.
+    const raced = new Set<string>()
+    const bound = Math.max(2, settings.maxAddresses)
+    const fresh = (plan: Plan): RaceTarget[] => {
+      const added = targetsOf(plan, settings).filter((t) => !raced.has(t.address))
+      const within = added.slice(0, Math.max(0, bound - raced.size))
+      for (const t of within) raced.add(t.address)
+      return within
+    }
+    const feed = (p: ResolutionProgress): void => running?.add(fresh(known(p)))
+    const begin = (p: ResolutionProgress, plan: Plan): void => {
+      const order = (pending: readonly RaceTarget[]): RaceTarget[] => {
+        const rank = new Map((latest ?? plan).kept.map((c, i) => [c.address, i]))
+        const at = (t: RaceTarget): number => rank.get(t.address) ?? Infinity
+        return pending.slice().sort((a, b) => a.preference - b.preference || at(a) - at(b))
+      }
+      const race = startRace(fresh(plan), raceOptions(deps, racer, order))
+      running = race
+      race.result.then((result) => {
+        if (failure) {
+          result.winner?.socket.destroy()
+          return reject(failure.error)
+        }
+        const lookups = progress?.lookups ?? []
+        const resolution: Resolution = complete ?? {
+          kind: 'hosts',
+          domain: p.domain,
+          implicit: p.implicit,
+          hosts: hostsOf(lookups),
+        }
+        const final = complete?.kind === 'hosts' ? planNow(complete.hosts, complete.domain) : (latest ?? plan)
+        resolve(
+          afterRaceRecord(deps, racer, resolution, final, result, complete ? [] : pendingLookups(lookups)),
+        )
+      }, reject)
+    }
+    const consider = (): void => {
+      clearTimeout(startTimer)
+      startTimer = undefined
+      if (running || complete || !progress) return
+      const p = progress
+      const plan = known(p)
+      const at = raceStartAt(p.lookups, plan.kept, (l) => answeredAt.get(l), {
+        prefer: settings.prefer,
+        resolutionDelayMs: settings.dns.resolutionDelayMs,
+      })
+      if (at === undefined) return
+      const wait = at - performance.now()
+      if (wait <= 0) begin(p, plan)
+      else startTimer = setTimeout(consider, wait)
+    }
+    const onProgress = (p: ResolutionProgress): void => {
+      progress = p
+      const now = performance.now()
+      for (const l of p.lookups) if (l.answer && !answeredAt.has(l)) answeredAt.set(l, now)
+      if (running) feed(p)
+      else consider()
+    }
+
+    resolveDestination(domain, deps.dns, {
+      ...(deps.families ? { families: deps.families } : {}),
+      onProgress,
+    }).then(
+      (resolution) => {
+        clearTimeout(startTimer)
+        startTimer = undefined
+        complete = resolution
+        if (!running)
+          return void settle(resolution, deps, planOptions(deps, seededRandom(seed))).then(resolve, reject)
+        running.close()
+      },
+      (error: unknown) => {
+        clearTimeout(startTimer)
+        startTimer = undefined
+        if (!running) return reject(error)
+        failure = { error }
+        running.close()
+      },
+    )
+  })
 }
 
 /** A greeting that is neither a welcome nor a temporary refusal: 5xx, or not SMTP at all. */

@@ -28,6 +28,7 @@ describe('route: what a race teaches the health cache', () => {
           { target: target(V4), startMs: 250, endMs: 253, outcome: 'connected' },
         ],
         elapsedMs: 253,
+        untried: [],
         winner: undefined,
       },
       250,
@@ -49,6 +50,7 @@ describe('route: what a race teaches the health cache', () => {
           { target: target(V4), startMs: 10, endMs: 40, outcome: 'connected' },
         ],
         elapsedMs: 40,
+        untried: [],
       },
       250,
     )
@@ -65,6 +67,7 @@ describe('route: what a race teaches the health cache', () => {
           { target: target(V4), startMs: 2, endMs: 1000, outcome: 'timed out', error: 'no answer in 998 ms' },
         ],
         elapsedMs: 1000,
+        untried: [],
       },
       250,
     )
