@@ -83,11 +83,16 @@ export function describeDelivery(r: DeliveryRecord): string {
   if (!r.plan) return d.action === 'deliver' ? `deliver to ${r.domain}` : `${d.action}: ${d.reason}`
   const parts = [describePlan(r.plan)]
   if (r.race) parts.push(`race ${describeTimeline(r.race)}`)
-  if (r.pendingLookups?.length) parts.push(`lookups left pending ${r.pendingLookups.join(', ')}`)
+  // Lookups the race did not wait for: named before a deferral's reason, after a winner.
+  const pending = r.pendingLookups?.length ? `lookups left pending ${r.pendingLookups.join(', ')}` : ''
   if (d.action === 'deliver') {
     if (d.winner) parts.push(`winner ${d.winner.address}`)
     else if (r.race) parts.push('no winner: Haraka connects itself and hears the refusal')
-  } else parts.push(d.action)
+    if (pending) parts.push(pending)
+  } else {
+    if (pending) parts.push(pending)
+    parts.push(d.action)
+  }
   return parts.join('; ') + andReason(d)
 }
 
