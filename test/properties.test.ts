@@ -16,7 +16,7 @@ import { parseSettings, type Settings } from '../lib/config'
 import { type HealthView, HealthCache } from '../lib/health'
 import { type Candidate, orderCandidates, seededRandom } from '../lib/order'
 import { planAddresses } from '../lib/plan'
-import { type RaceResult, type RaceSocket, type RaceTarget, raceConnect } from '../lib/race'
+import { type RaceResult, type RaceSocket, type RaceTarget, raceConnect, startRace } from '../lib/race'
 import type { DnsClient, MxHost } from '../lib/resolve'
 import { routeDomain, entriesOf } from '../lib/route'
 import { describeDelivery } from '../lib/delivery'
@@ -1305,6 +1305,201 @@ describe('properties (fast-check, 10,000 cases each)', function () {
             expected.starts,
             `attempt delay ${rc.attemptDelayMs}, group delay ${rc.groupDelayMs}, deadline ${rc.deadlineMs}`,
           )
+        }),
+      )
+    })
+
+    // RFC 8305 §6: targets that arrive while the race runs (answers of late lookups).
+    const fedCase = fc.record({
+      targets: fc.array(
+        fc.record({
+          group: fc.integer({ min: 0, max: 3 }),
+          fate,
+          arriveAt: fc.oneof({ weight: 2, arbitrary: fc.constant(0) }, { weight: 3, arbitrary: time }),
+        }),
+        { minLength: 1, maxLength: 10 },
+      ),
+      attemptDelayMs: fc.oneof(fc.integer({ min: 10, max: 2000 }), fc.constantFrom(10, 250)),
+      groupDelayMs: fc.integer({ min: 0, max: 5000 }),
+      deadlineMs: fc.integer({ min: 100, max: 20000 }),
+    })
+    type FedCase = ValueOf<typeof fedCase>
+    type FedSpec = FedCase['targets']
+
+    const fedTargets = (spec: FedSpec): RaceTarget[] =>
+      spec.map((s, i) => ({
+        address: `192.0.2.${i + 1}`,
+        family: 'ipv4',
+        exchange: `mx${s.group}.test`,
+        preference: (s.group + 1) * 10,
+        port: 25,
+      }))
+
+    /** The first arrivals start the race (arriveAt 0; the first target when none is). */
+    const initialOf = (spec: FedSpec): number[] => {
+      const at0 = spec.map((s, i) => (s.arriveAt === 0 ? i : -1)).filter((i) => i >= 0)
+      return at0.length ? at0 : [0]
+    }
+    const byGroup = (spec: FedSpec, list: number[]): number[] =>
+      list.slice().sort((a, b) => spec[a].group - spec[b].group)
+
+    async function runFedRace(rc: FedCase) {
+      const { targets: spec } = rc
+      const targets = fedTargets(spec)
+      const initial = initialOf(spec)
+      const late = spec.map((_, i) => i).filter((i) => !initial.includes(i))
+      const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout'], now: 0 })
+      try {
+        const started: Array<{ i: number; at: number }> = []
+        const connect = (target: RaceTarget): FakeSocket => {
+          const i = targets.indexOf(target)
+          started.push({ i, at: clock.now })
+          const f = spec[i].fate
+          if (f.kind === 'throws') throw Object.assign(new Error('bind EINVAL'), { code: 'EINVAL' })
+          const s = new FakeSocket(i)
+          if (f.kind !== 'never')
+            s.timer = setTimeout(() => {
+              s.timer = undefined
+              if (f.kind === 'connect') s.emit('connect')
+              else s.emit('error', Object.assign(new Error('refused'), { code: 'ECONNREFUSED' }))
+            }, f.t)
+          return s
+        }
+        let result: RaceResult<FakeSocket> | undefined
+        const race = startRace(
+          byGroup(
+            spec,
+            initial.map((i) => i),
+          ).map((i) => targets[i]),
+          {
+            attemptDelayMs: rc.attemptDelayMs,
+            groupDelayMs: rc.groupDelayMs,
+            deadlineMs: rc.deadlineMs,
+            connect,
+            now: () => clock.now,
+          },
+        )
+        void race.result.then((r) => (result = r))
+        const lastArrival = Math.max(0, ...late.map((i) => spec[i].arriveAt))
+        // One timer per arrival time, adding that time's targets in index order.
+        const times = [...new Set(late.map((i) => spec[i].arriveAt))].sort((a, b) => a - b)
+        const feeds = times.map((t) =>
+          setTimeout(() => {
+            race.add(late.filter((i) => spec[i].arriveAt === t).map((i) => targets[i]))
+            if (t === lastArrival) race.close()
+          }, t),
+        )
+        if (!times.length) race.close()
+        for (let steps = 0; ; steps++) {
+          await null
+          if (result) break
+          assert.ok(clock.countTimers() > 0, 'the race neither finished nor has a timer pending')
+          assert.ok(steps < 2000, 'the race runs away')
+          clock.next()
+        }
+        // Arrivals after the end are the test's own timers, not the race's.
+        for (const f of feeds) clearTimeout(f)
+        const timersLeft = clock.countTimers()
+        return { targets, started, result, timersLeft, late }
+      } finally {
+        clock.uninstall()
+      }
+    }
+
+    /**
+     * The §5 schedule over a list that grows (§6): arrivals join the not-yet-started part,
+     * which is kept in MX preference order (arrival order inside a group); a target more
+     * preferred than the latest start counts as one of its group. `ambiguous`: two events on
+     * one millisecond whose order the event loop decides.
+     */
+    function fedSchedule(rc: FedCase): { starts: Array<[number, number]>; ambiguous: boolean } {
+      const { targets: spec } = rc
+      const pref = (i: number): number => spec[i].group
+      const initial = initialOf(spec)
+      const arrivals = spec
+        .map((s, i) => ({ i, at: s.arriveAt }))
+        .filter((a) => !initial.includes(a.i))
+        .sort((a, b) => a.at - b.at || a.i - b.i)
+      const lastArrival = Math.max(0, ...arrivals.map((a) => a.at))
+      const order = byGroup(spec, initial)
+      const starts: Array<[number, number]> = []
+      const live = new Set<number>()
+      const ends: Array<{ at: number; i: number; kind: 'connect' | 'error' }> = []
+      let now = 0
+      let failedSinceStart = false
+      let lastStart = 0
+      let groupStart = 0
+      let ambiguous = false
+      const due = (): number => {
+        const next = starts.length
+        if (next >= order.length) return Infinity
+        if (next === 0) return 0
+        const current = pref(order[next - 1])
+        if (pref(order[next]) <= current) return failedSinceStart ? now : lastStart + rc.attemptDelayMs
+        if (![...live].some((i) => pref(i) === current)) return now
+        return Math.max(lastStart + rc.attemptDelayMs, groupStart + rc.groupDelayMs)
+      }
+      for (let guard = 0; guard < 10000; guard++) {
+        // Arrivals due now join first: their timer was armed before any race timer of this ms.
+        const arriving = arrivals.filter((a) => a.at === now)
+        if (arriving.length) {
+          arrivals.splice(0, arriving.length)
+          const pending = [...order.slice(starts.length), ...arriving.map((a) => a.i)]
+          order.splice(starts.length, Infinity, ...pending.slice().sort((a, b) => pref(a) - pref(b)))
+        }
+        while (due() <= now && now < rc.deadlineMs) {
+          const i = order[starts.length]
+          if (!starts.length || pref(order[starts.length - 1]) !== pref(i)) groupStart = now
+          lastStart = now
+          failedSinceStart = false
+          starts.push([i, now])
+          const f = spec[i].fate
+          if (f.kind === 'throws') failedSinceStart = true
+          else {
+            live.add(i)
+            if (f.kind !== 'never') ends.push({ at: now + f.t, i, kind: f.kind })
+          }
+        }
+        const closed = now >= lastArrival && !arrivals.length
+        if (closed && starts.length >= order.length && live.size === 0) break
+        const pending = ends.filter((e) => live.has(e.i))
+        const endAt = Math.min(...pending.map((e) => e.at))
+        const dueAt = due()
+        const arriveAt = arrivals.length ? arrivals[0].at : Infinity
+        const next = Math.min(endAt, dueAt, arriveAt, rc.deadlineMs)
+        const events = [endAt, dueAt, arriveAt, rc.deadlineMs].filter((t) => t === next).length
+        if (events > 1 && next !== Infinity) ambiguous = true
+        now = next
+        if (now >= rc.deadlineMs) break
+        if (now !== endAt) continue
+        const at = pending.filter((e) => e.at === endAt)
+        if (at.some((e) => e.kind === 'connect')) {
+          if (at.some((e) => e.kind === 'error')) ambiguous = true
+          break
+        }
+        live.delete(at[0].i)
+        failedSinceStart = true
+      }
+      return { starts, ambiguous }
+    }
+
+    it('targets added to a running race start when the RFC 8305 §5 schedule says, in §6 order', async function () {
+      await check(
+        fc.asyncProperty(fedCase, async (rc) => {
+          const expected = fedSchedule(rc)
+          fc.pre(!expected.ambiguous)
+          const { started, timersLeft, result } = await runFedRace(rc)
+          assert.equal(timersLeft, 0, 'timers left after the race')
+          assert.deepEqual(
+            started.map((s) => [s.i, s.at]),
+            expected.starts,
+            `attempt delay ${rc.attemptDelayMs}, group delay ${rc.groupDelayMs}, deadline ${rc.deadlineMs}`,
+          )
+          // Nothing is started twice; whatever was never started is reported untried.
+          const ids = started.map((s) => s.i)
+          assert.equal(new Set(ids).size, ids.length)
+          const known = new Set([...ids, ...result.untried.map((t) => Number(t.address.split('.')[3]) - 1)])
+          for (const i of ids) assert.ok(known.has(i))
         }),
       )
     })
