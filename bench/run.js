@@ -349,6 +349,7 @@ function unansweredDnsScenario({ id, title, what, domain, happy, layout, goalMs 
         const stock = median(samples.stock)
         const plugin = median(samples.plugin)
         const over = median(excess.plugin)
+        const signed = (ms) => `${ms < 0 ? '−' : '+'}${fmtMs(Math.abs(ms))}`
         return {
           rows: [
             {
@@ -361,12 +362,12 @@ function unansweredDnsScenario({ id, title, what, domain, happy, layout, goalMs 
             {
               id,
               what: 'the same over the happy path of the same run',
-              stock: `+${fmtMs(median(excess.stock))}`,
-              plugin: `+${fmtMs(over)}`,
+              stock: signed(median(excess.stock)),
+              plugin: signed(over),
               ratio: '',
             },
           ],
-          target: `plugin ≤ ${goalMs} ms over its happy path: ${over <= goalMs ? 'met' : 'MISSED'} (+${fmtMs(over)})`,
+          target: `plugin ≤ ${goalMs} ms over its happy path: ${over <= goalMs ? 'met' : 'MISSED'} (${signed(over)})`,
           details: [
             layout,
             `Happy path medians: stock ${fmtMs(median(happySamples.stock))}, plugin ${fmtMs(median(happySamples.plugin))}.`,

@@ -283,6 +283,7 @@ function routeRacing<S extends RaceSocket>(
   let startTimer: NodeJS.Timeout | undefined
   let complete: Resolution | undefined
   let failure: { error: unknown } | undefined
+  let over = false
 
   return new Promise<DeliveryRecord>((resolve, reject) => {
     const known = (p: ResolutionProgress): Plan => (latest = planNow(hostsOf(p.lookups), p.domain))
@@ -305,6 +306,7 @@ function routeRacing<S extends RaceSocket>(
       const race = startRace(fresh(plan), raceOptions(deps, racer, order))
       running = race
       race.result.then((result) => {
+        over = true
         if (failure) {
           result.winner?.socket.destroy()
           return reject(failure.error)
@@ -339,6 +341,8 @@ function routeRacing<S extends RaceSocket>(
     }
     const onProgress = (p: ResolutionProgress): void => {
       progress = p
+      // Answers after the race ended change nothing: the record names them as pending.
+      if (over) return
       const now = performance.now()
       for (const l of p.lookups) if (l.answer && !answeredAt.has(l)) answeredAt.set(l, now)
       if (running) feed(p)
