@@ -284,9 +284,14 @@ function routeRacing<S extends RaceSocket>(
   let complete: Resolution | undefined
   let failure: { error: unknown } | undefined
   let over = false
+  // An answer without addresses while racing: the plan is brought up to date at the end only.
+  let stale = false
 
   return new Promise<DeliveryRecord>((resolve, reject) => {
-    const known = (p: ResolutionProgress): Plan => (latest = planNow(hostsOf(p.lookups), p.domain))
+    const known = (p: ResolutionProgress): Plan => {
+      stale = false
+      return (latest = planNow(hostsOf(p.lookups), p.domain))
+    }
     // The latest plan's targets join the race, within the bound on addresses per message.
     const raced = new Set<string>()
     const bound = Math.max(2, settings.maxAddresses)
@@ -318,10 +323,10 @@ function routeRacing<S extends RaceSocket>(
           implicit: p.implicit,
           hosts: hostsOf(lookups),
         }
-        const final = complete?.kind === 'hosts' ? planNow(complete.hosts, complete.domain) : (latest ?? plan)
-        resolve(
-          afterRaceRecord(deps, racer, resolution, final, result, complete ? [] : pendingLookups(lookups)),
-        )
+        // The latest plan saw every answer given so far, the last one included.
+        const pending = complete ? [] : pendingLookups(lookups)
+        const final = stale && progress ? known(progress) : (latest ?? plan)
+        resolve(afterRaceRecord(deps, racer, resolution, final, result, pending))
       }, reject)
     }
     const consider = (): void => {
@@ -329,6 +334,8 @@ function routeRacing<S extends RaceSocket>(
       startTimer = undefined
       if (running || complete || !progress) return
       const p = progress
+      // Nothing answered with an address yet: nothing to plan.
+      if (!p.lookups.some((l) => l.answer?.addresses.length)) return
       const plan = known(p)
       const at = raceStartAt(p.lookups, plan.kept, (l) => answeredAt.get(l), {
         prefer: settings.prefer,
@@ -344,9 +351,15 @@ function routeRacing<S extends RaceSocket>(
       // Answers after the race ended change nothing: the record names them as pending.
       if (over) return
       const now = performance.now()
-      for (const l of p.lookups) if (l.answer && !answeredAt.has(l)) answeredAt.set(l, now)
-      if (running) feed(p)
-      else consider()
+      let addresses = false
+      for (const l of p.lookups) {
+        if (!l.answer || answeredAt.has(l)) continue
+        answeredAt.set(l, now)
+        addresses ||= l.answer.addresses.length > 0
+      }
+      if (!running) return consider()
+      if (addresses) feed(p)
+      else stale = true
     }
 
     resolveDestination(domain, deps.dns, {
