@@ -43,7 +43,8 @@ function answerFor(zone, name, type) {
   if (type === 'A') for (const ip of zone.a ?? []) answers.push(rr('A', ip))
   if (type === 'AAAA') for (const ip of zone.aaaa ?? []) answers.push(rr('AAAA', ip))
   if (type === 'MX')
-    for (const m of zone.mx ?? []) answers.push(rr('MX', { preference: m.preference ?? 10, exchange: m.exchange }))
+    for (const m of zone.mx ?? [])
+      answers.push(rr('MX', { preference: m.preference ?? 10, exchange: m.exchange }))
   if (type === 'TXT' && zone.txt !== undefined)
     answers.push(rr('TXT', Array.isArray(zone.txt) ? zone.txt : [zone.txt]))
   // The name exists without records of this type: NOERROR and no answer (ENODATA).
