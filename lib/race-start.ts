@@ -1,20 +1,22 @@
 // When the race may begin while address lookups are still pending (RFC 8305 §3): as soon as
-// the most preferred MX group that can still give an address has a usable one. An address of
-// the preferred family starts it at once; one of the other family waits up to the Resolution
-// Delay for the preferred family's answer of the same host. A lookup still pending for a
-// lower-preference host never holds back a more preferred one.
+// the most preferred MX group that can still give an address has a usable one. When the
+// address the plan would try first is of the family the group leads with (IPv6, unless a
+// family rule, a sender-policy refusal or the health cache say otherwise) and not demoted, it
+// starts at once; else the group's pending lookups get up to the Resolution Delay. A lookup
+// still pending for a lower-preference host never holds back a more preferred one.
 
 import type { Family } from './classify'
 import type { Candidate } from './order'
-import type { AddressLookup, AddressType } from './resolve'
+import type { AddressLookup } from './resolve'
 
 export interface RaceStartOptions {
-  prefer: Family
-  /** How long an answer of the other family waits for the preferred family's (RFC 8305 §3). */
+  /** How long the group's pending lookups may hold back a start that is not the best one. */
   resolutionDelayMs: number
+  /** The family these hosts of one preference lead with once both families answered. */
+  leadingFamily(exchanges: readonly string[], preference: number): Family
+  /** An address the health cache puts behind the others of its group. */
+  demoted?(address: string): boolean
 }
-
-const TYPE_OF: Record<Family, AddressType> = { ipv6: 'AAAA', ipv4: 'A' }
 
 /**
  * The preference of the most preferred MX group that can still give an address: its hosts
@@ -49,8 +51,9 @@ export function raceStartAt(
   const earliest = Math.min(
     ...lookups.filter((l) => l.preference === lead).map((l) => answeredAt(l) ?? Infinity),
   )
-  if (group.some((c) => c.family === opts.prefer)) return earliest
-  const hosts = new Set(group.map((c) => c.exchange))
-  const awaited = lookups.some((l) => !l.answer && hosts.has(l.exchange) && l.type === TYPE_OF[opts.prefer])
-  return awaited ? earliest + opts.resolutionDelayMs : earliest
+  const hosts = [...new Set(group.map((c) => c.exchange))]
+  if (!lookups.some((l) => !l.answer && hosts.includes(l.exchange))) return earliest
+  const [first] = group
+  const best = first.family === opts.leadingFamily(hosts, lead) && !opts.demoted?.(first.address)
+  return best ? earliest : earliest + opts.resolutionDelayMs
 }

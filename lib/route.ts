@@ -13,7 +13,7 @@ import {
 } from './delivery'
 import type { HealthCache } from './health'
 import { seededRandom } from './order'
-import { type Plan, planAddresses, type PlanOptions } from './plan'
+import { leadingFamilyOf, type Plan, planAddresses, type PlanOptions } from './plan'
 import type { PolicyView } from './policy-memory'
 import type { SwitchedHost } from './sender-policy'
 import {
@@ -31,7 +31,6 @@ import {
   type AddressLookup,
   type DnsClient,
   hostsOf,
-  type MxHost,
   pendingLookups,
   type Resolution,
   type ResolutionProgress,
@@ -274,8 +273,14 @@ function routeRacing<S extends RaceSocket>(
   const { settings } = deps
   // One shuffle for every plan of this message, so a later answer reorders as little as it can.
   const seed = Math.floor((deps.random ?? Math.random)() * 2 ** 32)
-  const planNow = (hosts: MxHost[], d: string): Plan =>
-    planAddresses(d, hosts, planOptions(deps, seededRandom(seed)))
+  // A host refused over IPv6 by policy keeps its IPv6 out while its A may still come.
+  const planNow = (p: ResolutionProgress): Plan => {
+    const ipv4Pending = new Set(p.lookups.filter((l) => !l.answer && l.type === 'A').map((l) => l.exchange))
+    return planAddresses(p.domain, hostsOf(p.lookups), {
+      ...planOptions(deps, seededRandom(seed)),
+      ipv4Pending,
+    })
+  }
   const answeredAt = new Map<AddressLookup, number>()
   let progress: ResolutionProgress | undefined
   let running: RunningRace<S> | undefined
@@ -290,7 +295,7 @@ function routeRacing<S extends RaceSocket>(
   return new Promise<DeliveryRecord>((resolve, reject) => {
     const known = (p: ResolutionProgress): Plan => {
       stale = false
-      return (latest = planNow(hostsOf(p.lookups), p.domain))
+      return (latest = planNow(p))
     }
     // The latest plan's targets join the race, within the bound on addresses per message.
     const raced = new Set<string>()
@@ -338,8 +343,11 @@ function routeRacing<S extends RaceSocket>(
       if (!p.lookups.some((l) => l.answer?.addresses.length)) return
       const plan = known(p)
       const at = raceStartAt(p.lookups, plan.kept, (l) => answeredAt.get(l), {
-        prefer: settings.prefer,
         resolutionDelayMs: settings.dns.resolutionDelayMs,
+        leadingFamily: (exchanges, preference) =>
+          leadingFamilyOf(p.domain, exchanges, preference, planOptions(deps)),
+        demoted: (address) =>
+          deps.health.addressFailed(address) || Boolean(deps.health.addressSlow?.(address)),
       })
       if (at === undefined) return
       const wait = at - performance.now()

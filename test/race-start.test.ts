@@ -22,7 +22,7 @@ const candidate = (exchange: string, preference: number, address: string): Candi
   family: address.includes(':') ? 'ipv6' : 'ipv4',
 })
 
-const OPTS = { prefer: 'ipv6', resolutionDelayMs: 50 } as const
+const OPTS = { resolutionDelayMs: 50, leadingFamily: () => 'ipv6' as const }
 
 describe('raceStartAt: when the race may begin before every lookup answered (RFC 8305 §3)', function () {
   it('an A answer that came first waits the resolution delay for the AAAA of its host', function () {
@@ -54,14 +54,33 @@ describe('raceStartAt: when the race may begin before every lookup answered (RFC
     )
   })
 
-  it('with prefer ipv4 it is an AAAA answer that waits for the A', function () {
+  it('a group that leads with IPv4 (prefer, a family rule, the health cache) makes an AAAA answer wait for the A', function () {
     const aaaa = lookup('mx.test', 10, 'AAAA', ['2001:db8::1'])
     const lookups = [aaaa, lookup('mx.test', 10, 'A')]
+    const asked: Array<[readonly string[], number]> = []
     const at = raceStartAt(lookups, [candidate('mx.test', 10, '2001:db8::1')], () => 7, {
-      prefer: 'ipv4',
       resolutionDelayMs: 50,
+      leadingFamily: (exchanges, preference) => {
+        asked.push([exchanges, preference])
+        return 'ipv4'
+      },
     })
     assert.equal(at, 57)
+    assert.deepEqual(asked, [[['mx.test'], 10]])
+  })
+
+  it("a first address the health cache demotes waits for the group's other answers", function () {
+    const lookups = [lookup('mx.test', 10, 'AAAA', ['2001:db8::1']), lookup('mx.test', 10, 'A')]
+    const kept = [candidate('mx.test', 10, '2001:db8::1')]
+    const demoted = (address: string): boolean => address === '2001:db8::1'
+    assert.equal(
+      raceStartAt(lookups, kept, () => 7, { ...OPTS, demoted }),
+      57,
+    )
+    assert.equal(
+      raceStartAt(lookups, kept, () => 7, { ...OPTS, demoted: () => false }),
+      7,
+    )
   })
 
   it('a more preferred MX still pending holds back an answered backup', function () {

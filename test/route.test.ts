@@ -342,6 +342,78 @@ describe('routeDomain with asynchronous resolution, on a fake clock', function (
     assert.equal(record.decision.action === 'deliver' && record.decision.winner?.address, '192.0.2.20')
   })
 
+  it('a race that reaches its deadline with lookups pending defers, naming them before the reason', async function () {
+    const r = route(
+      {
+        'example.test': {
+          mx: [
+            { exchange: 'mx1.example.test', priority: 10 },
+            { exchange: 'mx2.example.test', priority: 20 },
+          ],
+        },
+        'mx1.example.test': { aaaa: { at: 1, addresses: [] }, a: { at: 1, addresses: ['192.0.2.10'] } },
+        'mx2.example.test': { aaaa: 'never', a: 'never' },
+      },
+      { settings: settingsWith({ race: { success: 'connect', deadline_ms: '1000' } }) },
+    )
+    const record = await r.until(1001)
+    assert.equal(record.decision.action, 'defer')
+    assert.deepEqual(record.pendingLookups, ['mx2.example.test AAAA', 'mx2.example.test A'])
+    assert.match(
+      describeDelivery(record),
+      /; lookups left pending mx2\.example\.test AAAA, mx2\.example\.test A; defer: no MX address of example\.test answered: 192\.0\.2\.10: no answer in 1000 ms$/,
+    )
+  })
+
+  it('an AAAA answer first to a host that refused IPv6 by policy waits for its A, and IPv6 is never tried', async function () {
+    connects = { '192.0.2.1': 1, '2001:db8::1': 1 }
+    const r = route(
+      {
+        ...ONE_MX,
+        'mx.example.test': {
+          aaaa: { at: 1, addresses: ['2001:db8::1'] },
+          a: { at: 200, addresses: ['192.0.2.1'] },
+        },
+      },
+      {
+        senderPolicy: {
+          ipv6Refused: (x) =>
+            x === 'mx.example.test' ? { refusal: '550 5.7.25', until: Date.now() + 60_000 } : undefined,
+        },
+      },
+    )
+    const record = await r.until(201)
+    assert.deepEqual(starts, [{ address: '192.0.2.1', at: 200 }])
+    assert.deepEqual(
+      record.plan?.filtered.map((f) => f.address),
+      ['2001:db8::1'],
+    )
+  })
+
+  it('an AAAA answer first when IPv6 failed lately for the host waits for the A, which then leads', async function () {
+    connects = { '192.0.2.1': 1 }
+    const health = new HealthCache({ ttlMs: 60_000, maxEntries: 100 })
+    health.record('2001:db8::1', 'ipv6', 'mx.example.test', {
+      ok: false,
+      error: 'connect ETIMEDOUT',
+      latencyMs: 0,
+      at: Date.now(),
+    })
+    const r = route(
+      {
+        ...ONE_MX,
+        'mx.example.test': {
+          aaaa: { at: 1, addresses: ['2001:db8::1'] },
+          a: { at: 20, addresses: ['192.0.2.1'] },
+        },
+      },
+      { health },
+    )
+    const record = await r.until(21)
+    assert.deepEqual(starts, [{ address: '192.0.2.1', at: 20 }])
+    assert.equal(record.decision.action === 'deliver' && record.decision.winner?.address, '192.0.2.1')
+  })
+
   it('with racing off every answer is awaited, as before', async function () {
     const r = route(
       {
