@@ -1525,3 +1525,179 @@ describe('properties (fast-check, 10,000 cases each)', function () {
     })
   })
 })
+
+describe('properties: routes that race before every lookup answered (RFC 8305 §3, §6)', function () {
+  this.timeout(600000)
+
+  class ScriptedSocket extends EventEmitter implements RaceSocket {
+    destroyed = false
+    destroy(): void {
+      this.destroyed = true
+    }
+  }
+
+  // A lookup answers after `at` ms with addresses, fails with a code, or is never answered
+  // (the resolver gives up after its 5 s timeout).
+  const answer = fc.oneof(
+    {
+      weight: 4,
+      arbitrary: fc.record({ at: fc.integer({ min: 1, max: 400 }), n: fc.integer({ min: 0, max: 2 }) }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({ at: fc.integer({ min: 1, max: 400 }), code: fc.constant('ESERVFAIL') }),
+    },
+    { weight: 1, arbitrary: fc.constant('never' as const) },
+  )
+  const routeCase = fc.record({
+    hosts: fc.array(fc.record({ preference: fc.constantFrom(10, 20, 30), aaaa: answer, a: answer }), {
+      minLength: 1,
+      maxLength: 3,
+    }),
+    // Per address: connects after t ms, or never answers.
+    connectAfter: fc.array(fc.option(fc.integer({ min: 1, max: 600 }), { nil: undefined }), {
+      minLength: 12,
+      maxLength: 12,
+    }),
+    resolutionDelayMs: fc.constantFrom(0, 50, 120),
+    seed: fc.integer(),
+  })
+
+  it('the race starts with the leading MX group, records what answered and names what did not', async function () {
+    await check(
+      fc.asyncProperty(routeCase, async (rc) => {
+        const exchanges = rc.hosts.map((_, i) => `mx${i}.route.test`)
+        // Each lookup's addresses: distinct per host and family, in documentation ranges.
+        type Script = (typeof rc.hosts)[number]['a']
+        const addressesOf = (i: number, type: 'AAAA' | 'A', s: Script): string[] =>
+          typeof s === 'object' && 'n' in s
+            ? Array.from({ length: s.n }, (_, k) =>
+                type === 'AAAA' ? `2001:db8::${i + 1}:${k + 1}` : `192.0.2.${i * 4 + k + 1}`,
+              )
+            : []
+        const lookups = rc.hosts.flatMap((h, i) =>
+          (['AAAA', 'A'] as const).map((type) => {
+            const s = type === 'AAAA' ? h.aaaa : h.a
+            return {
+              exchange: exchanges[i],
+              preference: h.preference,
+              type,
+              at: s === 'never' ? 5000 : s.at,
+              addresses: addressesOf(i, type, s),
+              code: s === 'never' ? 'ETIMEOUT' : 'code' in s ? s.code : undefined,
+            }
+          }),
+        )
+        const allAddresses = lookups.flatMap((l) => l.addresses)
+        const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout', 'performance'], now: 0 })
+        try {
+          const dns: DnsClient = {
+            resolveMx: async () =>
+              rc.hosts.map((h, i) => ({ exchange: exchanges[i], priority: h.preference })),
+            resolve6: (name) => lookupOf(name, 'AAAA'),
+            resolve4: (name) => lookupOf(name, 'A'),
+          }
+          function lookupOf(name: string, type: 'AAAA' | 'A'): Promise<string[]> {
+            const l = lookups.find((x) => x.exchange === name && x.type === type)!
+            return new Promise((resolve, reject) =>
+              setTimeout(
+                () =>
+                  l.code ? reject(Object.assign(new Error(l.code), { code: l.code })) : resolve(l.addresses),
+                l.at,
+              ),
+            )
+          }
+          const starts: Array<{ target: RaceTarget; at: number }> = []
+          const racer = {
+            connect(t: RaceTarget): ScriptedSocket {
+              starts.push({ target: t, at: clock.now })
+              const s = new ScriptedSocket()
+              const after = rc.connectAfter[allAddresses.indexOf(t.address)]
+              if (after !== undefined) setTimeout(() => s.destroyed || s.emit('connect'), after)
+              return s
+            },
+            hold: () => {},
+          }
+          const settings = parseSettings({
+            filter: { allow: ['192.0.2.0/24', '2001:db8::/32'] },
+            race: { success: 'connect', deadline_ms: '3000' },
+            dns: { resolution_delay_ms: String(rc.resolutionDelayMs) },
+          }).settings
+          let record: Awaited<ReturnType<typeof routeDomain>> | undefined
+          let failure: unknown
+          routeDomain('route.test', {
+            settings,
+            dns,
+            health: new HealthCache({ ttlMs: 60_000, maxEntries: 100 }),
+            racer,
+            random: seededRandom(rc.seed),
+          }).then(
+            (r) => (record = r),
+            (e) => (failure = e),
+          )
+          for (let steps = 0; !record && !failure; steps++) {
+            assert.ok(steps < 500, 'the route never answers')
+            await clock.tickAsync(0)
+            if (record || failure) break
+            assert.ok(clock.countTimers() > 0, 'no timer left and no answer')
+            await clock.nextAsync()
+          }
+          if (failure) throw failure
+          const r = record!
+          const decidedAt = clock.now
+          // An answer on the millisecond of the decision: the event loop's order decides whether
+          // it counts; not judged here.
+          fc.pre(!lookups.some((l) => l.at === decidedAt))
+
+          // What the record says DNS answered is what had answered when it was decided.
+          const pendingThen = lookups.filter((l) => l.at > decidedAt).map((l) => `${l.exchange} ${l.type}`)
+          assert.deepEqual([...(r.pendingLookups ?? [])].sort(), r.race ? pendingThen.sort() : [])
+          if (r.resolution.kind === 'hosts') {
+            for (const h of r.resolution.hosts) {
+              const answered = lookups.filter((l) => l.exchange === h.exchange && l.at <= decidedAt)
+              assert.deepEqual(
+                h.addresses,
+                answered.flatMap((l) => l.addresses),
+              )
+            }
+          }
+
+          if (r.decision.action === 'deliver') {
+            const addrs = r.decision.targets.map((t) => t.address)
+            assert.ok(addrs.length > 0, 'an empty list')
+            assert.equal(new Set(addrs).size, addrs.length, 'an address twice')
+            if (r.decision.winner) assert.equal(r.decision.targets[0], r.decision.winner)
+            for (const a of addrs) assert.ok(allAddresses.includes(a))
+          }
+
+          if (starts.length) {
+            // The first attempt is of the group that led when it started: no host of a more
+            // preferred group could still give an address then.
+            const t0 = starts[0].at
+            const open = lookups.filter((l) => l.at > t0 || (l.addresses.length > 0 && l.at <= t0))
+            const lead = Math.min(...open.map((l) => l.preference))
+            assert.equal(starts[0].target.preference, lead, `first attempt at ${t0} ms`)
+            // It started no later than the resolution delay after its group's first answer, the
+            // group's first usable answer, or the last answer of the more preferred groups.
+            const groupFirst = Math.min(...lookups.filter((l) => l.preference === lead).map((l) => l.at))
+            const usableBy = Math.min(
+              ...lookups.filter((l) => l.preference === lead && l.addresses.length).map((l) => l.at),
+            )
+            const moreDone = Math.max(0, ...lookups.filter((l) => l.preference < lead).map((l) => l.at))
+            assert.ok(
+              t0 <= Math.max(usableBy, groupFirst + rc.resolutionDelayMs, moreDone),
+              `started at ${t0}, usable at ${usableBy}, first answer at ${groupFirst}, more preferred done at ${moreDone}`,
+            )
+            // Every attempt is of an address that had answered by its start.
+            for (const s of starts) {
+              const l = lookups.find((x) => x.addresses.includes(s.target.address))!
+              assert.ok(l.at <= s.at, `${s.target.address} tried at ${s.at} before its answer at ${l.at}`)
+            }
+          }
+        } finally {
+          clock.uninstall()
+        }
+      }),
+    )
+  })
+})
