@@ -421,7 +421,7 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
       ...(state.connectivity ? { hostFamilies: state.connectivity.current() } : {}),
       learned: { connectTimes: state.connectTimes, egress: state.egress },
       ...(bridge?.racing ? { racer: bridge.racerFor(connects) } : {}),
-      // The race gets what is left of 80% of the hook timeout once DNS has answered.
+      // The race gets what is left of 80% of the hook timeout when it starts.
       answerBy: performance.now() + timeoutMs * 0.8,
     })
       .then((record) => {

@@ -124,6 +124,17 @@ const ZONES = {
   ...oneMx('ptr.bench', DUAL_RECORDS),
   ...oneMx('guidelines.bench', DUAL_RECORDS),
   ...oneMx('rdns.bench', DUAL_RECORDS),
+  // 12: the MX host's AAAA query is never answered, its A is live; happy path: no AAAA at all.
+  ...oneMx('noaaaa.bench', { ...V4_RECORDS, aaaa: ['::1'], dropTypes: ['AAAA'] }),
+  ...oneMx('v4.bench', V4_RECORDS),
+  // 13: MX 10 live over IPv4, the lookups of the backup MX 20 never answered; happy path: MX 20
+  // answers.
+  'backup.bench': mx([10, 'mx1.backup.bench'], [20, 'mx2.backup.bench']),
+  'mx1.backup.bench': V4_RECORDS,
+  'mx2.backup.bench': { a: ['127.0.0.2'], drop: true },
+  'backupok.bench': mx([10, 'mx1.backupok.bench'], [20, 'mx2.backupok.bench']),
+  'mx1.backupok.bench': V4_RECORDS,
+  'mx2.backupok.bench': { a: ['127.0.0.2'] },
   // 18: twenty MX hosts, each with an IPv6 address no route leads to and a working A.
   ...Object.assign(
     {},
@@ -302,6 +313,84 @@ function ipv6RefusalScenario({ id, title, what, domain, six, sixSays, slow }) {
             `Plugin (run 1): ${outcomeDetail(first('plugin'))}`.replace(/\.?$/, '.'),
             ...(pluginRecord ? [`Plugin log (run 1): \`${describeDelivery(pluginRecord)}\``] : []),
             "Time: to the sink's receipt where delivered, to Haraka's deferred or bounce hook otherwise.",
+          ],
+          samples,
+          unit: 'ms',
+        }
+      } finally {
+        await scope.close()
+      }
+    },
+  }
+}
+
+/**
+ * Scenarios 12-13: DNS answers that never come. Each run times, in one fresh Haraka, the happy
+ * path (`happy`, every lookup answered) and then `domain`; the goal is on the plugin's excess
+ * over the happy path of the same run, the median of the runs.
+ */
+function unansweredDnsScenario({ id, title, what, domain, happy, layout, goalMs }) {
+  return {
+    id,
+    title,
+    // Stock waits the DNS timeout: as few runs as where it waits connect_timeout.
+    slow: true,
+    async run(ctx) {
+      const scope = support.makeScope(`scenario ${id}`)
+      try {
+        const { sinks } = await standIns(scope, { sinks: ['127.0.0.1'] })
+        const timeoutMs = 30000
+        const samples = { stock: [], plugin: [] }
+        const happySamples = { stock: [], plugin: [] }
+        const excess = { stock: [], plugin: [] }
+        let pluginRecord
+        for (let i = 1; i <= RUNS_SLOW; i++) {
+          for (const variant of VARIANTS) {
+            const info = await withHaraka(ctx, variant, sinks, async (h) => {
+              const base = await support.mustDeliver(h, sinks, happy, { timeoutMs })
+              const r = await support.mustDeliver(h, sinks, domain, { timeoutMs })
+              if (r.outcome.ip !== '127.0.0.1')
+                throw new Error(`delivered over ${r.outcome.ip}, expected 127.0.0.1`)
+              if (variant === 'plugin' && !r.outcome.record)
+                throw new Error(`no happy-eyeballs delivery record:\n${r.log()}`)
+              return { happyMs: base.ms, ms: r.ms, record: r.outcome.record }
+            })
+            if (variant === 'plugin') pluginRecord ??= info.record
+            samples[variant].push(info.ms)
+            happySamples[variant].push(info.happyMs)
+            excess[variant].push(info.ms - info.happyMs)
+            log(
+              `  [${id}] ${variant.padEnd(6)} run ${i}/${RUNS_SLOW}: ${fmtMs(info.ms)} ` +
+                `(happy path ${fmtMs(info.happyMs)})`,
+            )
+          }
+        }
+        const stock = median(samples.stock)
+        const plugin = median(samples.plugin)
+        const over = median(excess.plugin)
+        const signed = (ms) => `${ms < 0 ? '−' : '+'}${fmtMs(Math.abs(ms))}`
+        return {
+          rows: [
+            {
+              id,
+              what,
+              stock: fmtMs(stock),
+              plugin: fmtMs(plugin),
+              ratio: speedup(stock, plugin),
+            },
+            {
+              id,
+              what: 'the same over the happy path of the same run',
+              stock: signed(median(excess.stock)),
+              plugin: signed(over),
+              ratio: '',
+            },
+          ],
+          target: `plugin ≤ ${goalMs} ms over its happy path: ${over <= goalMs ? 'met' : 'MISSED'} (${signed(over)})`,
+          details: [
+            layout,
+            `Happy path medians: stock ${fmtMs(median(happySamples.stock))}, plugin ${fmtMs(median(happySamples.plugin))}.`,
+            ...(pluginRecord ? [`Plugin log (run 1): \`${describeDelivery(pluginRecord)}\``] : []),
           ],
           samples,
           unit: 'ms',
@@ -760,6 +849,28 @@ const SCENARIOS = [
     six: { refuse: { stage: 'mail', code: 450, text: MS_RDNS } },
     sixSays: 'sink refusing MAIL with `450 4.7.25 … must have reverse DNS record`',
     slow: false,
+  }),
+  unansweredDnsScenario({
+    id: 12,
+    title: 'AAAA query never answered, A live',
+    what: 'AAAA query never answered, A live: time to 250',
+    domain: 'noaaaa.bench',
+    happy: 'v4.bench',
+    layout:
+      'MX noaaaa.bench → mx.noaaaa.bench: AAAA never answered (the DNS drops the query), A 127.0.0.1 ' +
+      '(sink); happy path v4.bench: no AAAA (NODATA), A 127.0.0.1.',
+    goalMs: 100,
+  }),
+  unansweredDnsScenario({
+    id: 13,
+    title: 'Backup MX lookups never answered',
+    what: 'MX 10 live, MX 20 lookups never answered: time to 250',
+    domain: 'backup.bench',
+    happy: 'backupok.bench',
+    layout:
+      'MX 10 mx1.backup.bench: A 127.0.0.1 (sink); MX 20 mx2.backup.bench: no query answered; ' +
+      'happy path backupok.bench: the same with MX 20 answering (A 127.0.0.2).',
+    goalMs: 20,
   }),
   {
     id: 14,

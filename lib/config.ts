@@ -27,7 +27,7 @@ export interface Settings {
   maxAddresses: number
   /** Seconds between readings of the host's interfaces; 0: no check, both families used. */
   connectivityCheckS: number
-  dns: { servers: string[]; timeoutMs: number }
+  dns: { servers: string[]; timeoutMs: number; resolutionDelayMs: number }
   filter: { policy: FilterPolicy; allFiltered: 'defer' | 'bounce' }
   bind: { ipv4?: string; ipv6?: string }
   race: {

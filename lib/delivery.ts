@@ -57,6 +57,11 @@ export interface DeliveryRecord {
   /** Present when the connections were raced. */
   race?: RaceRecord
   decision: Decision
+  /**
+   * Address lookups still unanswered when the race had its winner or its deadline, as
+   * `mx2.example AAAA`: left behind, not waited for. Absent when every lookup answered.
+   */
+  pendingLookups?: string[]
   /** Every connect made for the message as it happens, the race's and Haraka's own. */
   connects?: MessageConnects
   /** Present when the local caches were filled from the shared state before planning. */
@@ -81,10 +86,16 @@ export function describeDelivery(r: DeliveryRecord): string {
   if (!r.plan) return d.action === 'deliver' ? `deliver to ${r.domain}` : `${d.action}: ${d.reason}`
   const parts = [describePlan(r.plan)]
   if (r.race) parts.push(`race ${describeTimeline(r.race)}`)
+  // Lookups the race did not wait for: named before a deferral's reason, after a winner.
+  const pending = r.pendingLookups?.length ? `lookups left pending ${r.pendingLookups.join(', ')}` : ''
   if (d.action === 'deliver') {
     if (d.winner) parts.push(`winner ${d.winner.address}`)
     else if (r.race) parts.push('no winner: Haraka connects itself and hears the refusal')
-  } else parts.push(d.action)
+    if (pending) parts.push(pending)
+  } else {
+    if (pending) parts.push(pending)
+    parts.push(d.action)
+  }
   return parts.join('; ') + andReason(d)
 }
 

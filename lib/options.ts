@@ -218,6 +218,16 @@ export const OPTIONS = [
     why: 'per DNS query, so every lookup ends well inside the hook timeout',
   },
   {
+    section: 'dns',
+    key: 'resolution_delay_ms',
+    type: 'integer',
+    field: 'dns.resolutionDelayMs',
+    default: 50,
+    min: 0,
+    max: 2000,
+    why: 'how long an A answer that came first waits for the AAAA of the same host (RFC 8305 §3)',
+  },
+  {
     section: 'filter',
     key: 'allow',
     type: 'cidr-list',

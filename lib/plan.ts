@@ -47,6 +47,11 @@ export interface PlanOptions {
   notQueried?: Array<{ family: Family; reason: string }>
   /** This host's IPv6 egress: impaired, new destinations start with IPv4. */
   egress?: EgressLead
+  /**
+   * MX hosts whose A lookup has not answered yet: one that refused this sender over IPv6
+   * keeps its IPv6 out until it is known whether IPv4 is there.
+   */
+  ipv4Pending?: ReadonlySet<string>
 }
 
 const isoSeconds = (ms: number): string => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z')
@@ -99,9 +104,10 @@ export function planAddresses(domain: string, hosts: MxHost[], opts: PlanOptions
       })
     }
     // A host that refused this sender over IPv6 keeps its IPv6 only when it has no usable IPv4.
-    const refused = usable.some((c) => c.family === 'ipv4')
-      ? ipv6RefusedReason(host.exchange, opts)
-      : undefined
+    const refused =
+      usable.some((c) => c.family === 'ipv4') || opts.ipv4Pending?.has(host.exchange)
+        ? ipv6RefusedReason(host.exchange, opts)
+        : undefined
     for (const c of usable) {
       if (refused && c.family === 'ipv6')
         filtered.push({ exchange: c.exchange, address: c.address, reason: refused })
@@ -119,6 +125,32 @@ export function planAddresses(domain: string, hosts: MxHost[], opts: PlanOptions
     ...(opts.notQueried?.length ? { notQueried: opts.notQueried } : {}),
     ...(notes.ipv4FirstForEgress.length ? { ipv4FirstForEgress: notes.ipv4FirstForEgress } : {}),
   }
+}
+
+/**
+ * The family these MX hosts of one preference would be tried with first once both families
+ * have answered, by the plan's own rules (family rules, sender-policy refusals, health): the
+ * answer worth a Resolution Delay (RFC 8305 §3) when the other family answered first.
+ */
+export function leadingFamilyOf(
+  domain: string,
+  exchanges: readonly string[],
+  preference: number,
+  opts: PlanOptions,
+): Family {
+  const candidates: Candidate[] = []
+  const hostPrefer = new Map<string, Family>()
+  for (const exchange of exchanges) {
+    const rules = familyPolicyFor(domain, exchange, opts.family)
+    if (rules.prefer) hostPrefer.set(exchange, rules.prefer)
+    const v4 = !rules.excluded.get('ipv4')
+    const v6 = !rules.excluded.get('ipv6') && !(v4 && ipv6RefusedReason(exchange, opts))
+    // Stand-ins, one per family: the order asks the health of families, never of these.
+    if (v6) candidates.push({ address: `ipv6 of ${exchange}`, family: 'ipv6', exchange, preference })
+    if (v4) candidates.push({ address: `ipv4 of ${exchange}`, family: 'ipv4', exchange, preference })
+  }
+  const [first] = orderCandidates(candidates, { ...opts, hostPrefer, random: () => 0 })
+  return first?.family ?? opts.prefer
 }
 
 const showAddress = (a: string): string => (a.includes(':') ? `[${a}]` : a)

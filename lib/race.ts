@@ -97,6 +97,11 @@ export interface RaceOptions<S extends RaceSocket> {
   success?: RaceSuccess
   /** Ends a loser gracefully (QUIT after a complete greeting); else it is destroyed. */
   release?(socket: S): void
+  /**
+   * RFC 8305 §6: the order of the not-yet-started targets after targets were added to a
+   * running race. Default: by MX preference, keeping the order they came in.
+   */
+  sortPending?(pending: readonly RaceTarget[]): RaceTarget[]
   now?: () => number
 }
 
@@ -104,6 +109,21 @@ export interface RaceResult<S extends RaceSocket> {
   winner?: { index: number; target: RaceTarget; socket: S }
   attempts: AttemptRecord[]
   elapsedMs: number
+  /** Targets the race never started (it had a winner first, or reached its deadline). */
+  untried: RaceTarget[]
+}
+
+/** A race that can still learn targets: what a resolution still under way feeds. */
+export interface RunningRace<S extends RaceSocket> {
+  /** Settles when the race has a winner, reaches its deadline, or is closed with nothing left. */
+  readonly result: Promise<RaceResult<S>>
+  /**
+   * RFC 8305 §6: targets learned after the start join the not-yet-started part, sorted by
+   * `sortPending`. An address already in the race, or a race already over, ignores them.
+   */
+  add(targets: readonly RaceTarget[]): void
+  /** No more targets will come: the race ends once nothing is left to try or wait for. */
+  close(): void
 }
 
 const noop = (): void => {}
@@ -127,6 +147,8 @@ interface RaceContext<S extends RaceSocket> {
   groupStartAt: number
   /** An attempt failed after the latest one started: the next one is due at once. */
   failedSinceStart: boolean
+  /** Targets may still be added: running out of targets does not end the race. */
+  open: boolean
   deadlineAt: number
   timer?: NodeJS.Timeout
   done: boolean
@@ -139,7 +161,8 @@ const since = (ctx: RaceContext<RaceSocket>): number => Math.round(ctx.now() - c
  * now()-time at which the next target is due (RFC 8305 §5), or undefined when none is left.
  * Inside a group: a failure starts it at once, else the attempt delay after the latest
  * start. A lower-preference group: at once when nothing of the current group is still
- * trying, else once both the attempt delay and the group delay have passed.
+ * trying, else once both the attempt delay and the group delay have passed. A target added
+ * late that is more preferred than the latest start is treated as one of its group.
  */
 function nextDueAt(ctx: RaceContext<RaceSocket>): number | undefined {
   const { targets, next, opts } = ctx
@@ -152,7 +175,7 @@ function nextDueAt(ctx: RaceContext<RaceSocket>): number | undefined {
     ctx.attempts[next - 1]?.connectMs !== undefined
       ? Math.max(ctx.lastDelayMs, opts.attemptDelayMs)
       : ctx.lastDelayMs
-  if (targets[next].preference === current) {
+  if (targets[next].preference <= current) {
     return ctx.failedSinceStart ? ctx.now() : ctx.lastStartAt + delay
   }
   const groupLive = [...ctx.live.keys()].some((i) => targets[i].preference === current)
@@ -176,7 +199,7 @@ function advance<S extends RaceSocket>(ctx: RaceContext<S>): void {
     if (ctx.done) return
     due = nextDueAt(ctx)
   }
-  if (due === undefined && ctx.live.size === 0) return finish(ctx)
+  if (due === undefined && ctx.live.size === 0 && !ctx.open) return finish(ctx)
   const wakeAt = Math.min(due ?? Infinity, ctx.deadlineAt)
   ctx.timer = setTimeout(() => advance(ctx), Math.max(0, wakeAt - ctx.now()))
 }
@@ -341,36 +364,83 @@ function finish<S extends RaceSocket>(ctx: RaceContext<S>, winner?: number): voi
       winner === undefined || !socket ? undefined : { index: winner, target: ctx.targets[winner], socket },
     attempts: ctx.attempts,
     elapsedMs: since(ctx),
+    untried: ctx.targets.slice(ctx.next),
   })
 }
 
+const byPreference = (pending: readonly RaceTarget[]): RaceTarget[] =>
+  pending.slice().sort((a, b) => a.preference - b.preference)
+
+const sameTarget = (a: RaceTarget, b: RaceTarget): boolean => a.address === b.address && a.port === b.port
+
+/** §6: new targets into the not-yet-started part, which is sorted again. */
+function addTargets(ctx: RaceContext<RaceSocket>, added: readonly RaceTarget[]): void {
+  if (ctx.done || !ctx.open) return
+  const fresh = added.filter(
+    (t, i) => !ctx.targets.some((o) => sameTarget(o, t)) && added.findIndex((o) => sameTarget(o, t)) === i,
+  )
+  if (!fresh.length) return
+  const pending = [...ctx.targets.slice(ctx.next), ...fresh]
+  const sorted = (ctx.opts.sortPending ?? byPreference)(pending)
+  // A sort that loses or invents targets is not trusted: the default order is kept instead.
+  const complete = sorted.length === pending.length && pending.every((t) => sorted.includes(t))
+  ctx.targets.splice(ctx.next, Infinity, ...(complete ? sorted : byPreference(pending)))
+}
+
+/**
+ * Starts a race that can still learn targets (`add`) until `close`: the first attempt
+ * starts at once, the rest as RFC 8305 §5 schedules them.
+ */
+export function startRace<S extends RaceSocket>(
+  targets: readonly RaceTarget[],
+  opts: RaceOptions<S>,
+): RunningRace<S> {
+  const now = opts.now ?? (() => performance.now())
+  const t0 = now()
+  let resolve: (result: RaceResult<S>) => void = noop
+  const result = new Promise<RaceResult<S>>((r) => (resolve = r))
+  const ctx: RaceContext<S> = {
+    targets: targets.slice(),
+    opts,
+    now,
+    t0,
+    attempts: [],
+    live: new Map(),
+    unlisten: new Map(),
+    next: 0,
+    lastStartAt: t0,
+    lastDelayMs: opts.attemptDelayMs,
+    groupStartAt: t0,
+    failedSinceStart: false,
+    open: true,
+    deadlineAt: t0 + opts.deadlineMs,
+    done: false,
+    resolve,
+  }
+  advance(ctx)
+  return {
+    result,
+    add(added) {
+      addTargets(ctx, added)
+      advance(ctx)
+    },
+    close() {
+      if (!ctx.open) return
+      ctx.open = false
+      advance(ctx)
+    },
+  }
+}
+
+/** A race over a list known in full. */
 export function raceConnect<S extends RaceSocket>(
   targets: RaceTarget[],
   opts: RaceOptions<S>,
 ): Promise<RaceResult<S>> {
-  if (!targets.length) return Promise.resolve({ attempts: [], elapsedMs: 0 })
-  const now = opts.now ?? (() => performance.now())
-  return new Promise((resolve) => {
-    const t0 = now()
-    const ctx: RaceContext<S> = {
-      targets,
-      opts,
-      now,
-      t0,
-      attempts: [],
-      live: new Map(),
-      unlisten: new Map(),
-      next: 0,
-      lastStartAt: t0,
-      lastDelayMs: opts.attemptDelayMs,
-      groupStartAt: t0,
-      failedSinceStart: false,
-      deadlineAt: t0 + opts.deadlineMs,
-      done: false,
-      resolve,
-    }
-    advance(ctx)
-  })
+  if (!targets.length) return Promise.resolve({ attempts: [], elapsedMs: 0, untried: [] })
+  const race = startRace(targets, opts)
+  race.close()
+  return race.result
 }
 
 const showTarget = (t: RaceTarget): string =>

@@ -41,15 +41,73 @@ export type Resolution =
       code?: string
     }
 
+/** The address query types, one per family. */
+export type AddressType = 'AAAA' | 'A'
+
+const TYPE_OF: Record<Family, AddressType> = { ipv6: 'AAAA', ipv4: 'A' }
+
+/** What one address query gave: its addresses, or the failure. NODATA is no error. */
+export interface AddressAnswer {
+  addresses: string[]
+  /** A failed lookup, e.g. `AAAA ESERVFAIL`. */
+  error?: string
+  code?: string
+  /** NXDOMAIN for the host name. */
+  noName?: boolean
+}
+
+/** One address query of one MX host; `answer` is absent while the query is pending. */
+export interface AddressLookup {
+  exchange: string
+  preference: number
+  type: AddressType
+  answer?: AddressAnswer
+}
+
+/** The MX step's hosts and their address lookups, as far as they have answered. */
+export interface ResolutionProgress {
+  domain: string
+  /** No MX records: the domain itself is the one host. */
+  implicit: boolean
+  /** Lowest preference first; per host AAAA before A. */
+  lookups: readonly AddressLookup[]
+}
+
 export interface ResolveOptions {
   /** MX hosts looked at, lowest preference first: bounds the fan-out of a hostile zone. */
   maxHosts?: number
   /**
    * The families to look up (this host's connectivity): without `ipv6` no AAAA query, without
-   * `ipv4` no A query. Absent or empty: both.
+   * `ipv4` no A query; an IP literal MX is kept. Absent or empty: both.
    */
   families?: readonly Family[]
+  /**
+   * Called once the MX step gave hosts (every address lookup pending), then after each
+   * address answer: what RFC 8305 §3 starts connecting from before the rest has answered.
+   */
+  onProgress?(progress: ResolutionProgress): void
 }
+
+/** The hosts as far as their lookups have answered: AAAA answers then A answers each. */
+export function hostsOf(lookups: readonly AddressLookup[]): MxHost[] {
+  const hosts = new Map<string, MxHost>()
+  for (const l of lookups) {
+    let host = hosts.get(l.exchange)
+    if (!host)
+      hosts.set(
+        l.exchange,
+        (host = { exchange: l.exchange, preference: l.preference, addresses: [], errors: [] }),
+      )
+    if (!l.answer) continue
+    host.addresses.push(...l.answer.addresses)
+    if (l.answer.error) host.errors.push(l.answer.error)
+  }
+  return [...hosts.values()]
+}
+
+/** `mx2.example AAAA` for each lookup still pending. */
+export const pendingLookups = (lookups: readonly AddressLookup[]): string[] =>
+  lookups.filter((l) => !l.answer).map((l) => `${l.exchange} ${l.type}`)
 
 /** A node:dns Resolver on the given servers (system ones when empty), one try per query. */
 export function makeDnsClient(servers: string[], timeoutMs: number): DnsClient {
@@ -110,29 +168,30 @@ async function lookupFamily(
 
 const BOTH: readonly Family[] = ['ipv6', 'ipv4']
 
-/** A host's addresses, and the error codes of its failed lookups. */
-interface HostAnswer {
-  host: MxHost
-  codes: string[]
+/** A host's lookups: one per family queried, or the IP literal itself, answered already. */
+function lookupsOf(exchange: string, preference: number, families: readonly Family[]): AddressLookup[] {
+  const literal = net.isIP(exchange)
+  if (literal)
+    return [{ exchange, preference, type: literal === 6 ? 'AAAA' : 'A', answer: { addresses: [exchange] } }]
+  return (['ipv6', 'ipv4'] as const)
+    .filter((f) => families.includes(f))
+    .map((f) => ({ exchange, preference, type: TYPE_OF[f] }))
 }
 
-/** AAAA and A in parallel: one family failing never hides the other's answer. */
-async function lookupHost(
-  dns: DnsClient,
-  exchange: string,
-  preference: number,
-  families: readonly Family[] = BOTH,
-): Promise<HostAnswer> {
-  if (net.isIP(exchange))
-    return { host: { exchange, preference, addresses: [exchange], errors: [] }, codes: [] }
-  const none = Promise.resolve({ addresses: [] as string[], error: undefined, code: undefined })
-  const [v6, v4] = await Promise.all([
-    families.includes('ipv6') ? lookupFamily(dns, exchange, 'AAAA') : none,
-    families.includes('ipv4') ? lookupFamily(dns, exchange, 'A') : none,
-  ])
-  const errors = [v6.error, v4.error].filter((e): e is string => Boolean(e))
-  const codes = [v6.code, v4.code].filter((c): c is string => Boolean(c))
-  return { host: { exchange, preference, addresses: [...v6.addresses, ...v4.addresses], errors }, codes }
+/**
+ * Every pending lookup in parallel (one family failing never hides the other's answer),
+ * telling `onProgress` of each answer as it comes.
+ */
+async function runLookups(dns: DnsClient, progress: ResolutionProgress, opts: ResolveOptions): Promise<void> {
+  opts.onProgress?.(progress)
+  await Promise.all(
+    progress.lookups
+      .filter((l) => !l.answer)
+      .map(async (l) => {
+        l.answer = await lookupFamily(dns, l.exchange, l.type)
+        opts.onProgress?.(progress)
+      }),
+  )
 }
 
 export async function resolveDestination(
@@ -141,8 +200,6 @@ export async function resolveDestination(
   opts: ResolveOptions = {},
 ): Promise<Resolution> {
   const maxHosts = opts.maxHosts ?? 20
-  const families = opts.families?.length ? opts.families : BOTH
-  const restricted = families.length < BOTH.length ? { families } : {}
   const domain = toAsciiDomain(rawDomain)
   if (!domain) return { kind: 'no-domain', domain: String(rawDomain), detail: 'not a valid domain name' }
 
@@ -160,18 +217,25 @@ export async function resolveDestination(
   const real = records.filter((r) => r.exchange !== '' && r.exchange !== '.')
   if (records.length && !real.length) return { kind: 'null-mx', domain }
 
+  const families = opts.families?.length ? opts.families : BOTH
+  const restricted = families.length < BOTH.length ? { families } : {}
   if (!real.length) {
     // RFC 5321 §5.1: no MX records, the domain itself is the implicit MX.
-    let { host, codes } = await lookupHost(dns, domain, 0, families)
+    let progress: ResolutionProgress = { domain, implicit: true, lookups: lookupsOf(domain, 0, families) }
+    await runLookups(dns, progress, opts)
     let asked = restricted
     // Whether the domain exists at all must not hang on the family left out: ask it too.
-    if (!host.addresses.length && restricted.families) {
-      ;({ host, codes } = await lookupHost(dns, domain, 0))
+    if (restricted.families && !hostsOf(progress.lookups)[0]?.addresses.length) {
+      const left = BOTH.filter((f) => !families.includes(f))
+      progress = { ...progress, lookups: [...progress.lookups, ...lookupsOf(domain, 0, left)] }
+      await runLookups(dns, progress, opts)
       asked = {}
     }
+    const [host = { exchange: domain, preference: 0, addresses: [], errors: [] }] = hostsOf(progress.lookups)
     if (!host.addresses.length && host.errors.length) {
       const detail = `${domain}: ${host.errors.join(', ')}`
       // AAAA and A failing alike (both ETIMEOUT) is one cause; two different codes are not.
+      const codes = progress.lookups.map((l) => l.answer?.code).filter((c): c is string => Boolean(c))
       const [code, other] = new Set(codes)
       return { kind: 'temporary', domain, detail, ...(other === undefined ? { code } : {}) }
     }
@@ -189,7 +253,8 @@ export async function resolveDestination(
     if (!byName.has(name) || pref < (byName.get(name) as number)) byName.set(name, pref)
   }
   const chosen = [...byName.entries()].sort((a, b) => a[1] - b[1]).slice(0, maxHosts)
-  const answers = await Promise.all(chosen.map(([name, pref]) => lookupHost(dns, name, pref, families)))
-  const hosts = answers.map((a) => a.host)
-  return { kind: 'hosts', domain, implicit: false, hosts, ...restricted }
+  const lookups = chosen.flatMap(([name, pref]) => lookupsOf(name, pref, families))
+  const progress: ResolutionProgress = { domain, implicit: false, lookups }
+  await runLookups(dns, progress, opts)
+  return { kind: 'hosts', domain, implicit: false, hosts: hostsOf(lookups), ...restricted }
 }

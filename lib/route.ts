@@ -4,7 +4,7 @@
 
 import { classifyAddress, type Family } from './classify'
 import type { Settings } from './config'
-import { familiesToQuery, type HostFamilies, mayLimit, unusableReason } from './connectivity'
+import { familiesToQuery, type HostFamilies, mayLimit, type QueryPlan, unusableReason } from './connectivity'
 import type { MessageConnects } from './connects'
 import {
   type DeliveryRecord,
@@ -14,20 +14,32 @@ import {
   STATUS,
 } from './delivery'
 import type { HealthCache } from './health'
-import { type Plan, planAddresses } from './plan'
+import { seededRandom } from './order'
+import { leadingFamilyOf, type Plan, planAddresses, type PlanOptions } from './plan'
 import type { PolicyView } from './policy-memory'
 import type { SwitchedHost } from './sender-policy'
 import { type WarmRequest, type WarmResult, warmRequestOf } from './shared-health'
+import { delayFor, type Learned, learnFromRace } from './learned'
 import {
   type AttemptRecord,
-  raceConnect,
+  type RaceOptions,
   type RaceResult,
   type RaceSocket,
   type RaceSuccess,
   type RaceTarget,
+  type RunningRace,
+  startRace,
 } from './race'
-import { type DnsClient, resolveDestination } from './resolve'
-import { delayFor, type Learned, learnFromRace } from './learned'
+import { raceStartAt } from './race-start'
+import {
+  type AddressLookup,
+  type DnsClient,
+  hostsOf,
+  pendingLookups,
+  type Resolution,
+  type ResolutionProgress,
+  resolveDestination,
+} from './resolve'
 
 export { STATUS, type Status } from './delivery'
 
@@ -75,6 +87,24 @@ export interface RouteDeps<S extends RaceSocket> {
   learned?: Learned
 }
 
+/** One message's route: its dependencies, the families asked for, what the shared state gave. */
+interface MessageRoute<S extends RaceSocket> extends RouteDeps<S> {
+  /** The families resolution asks for, and those it leaves out (lib/connectivity). */
+  query?: QueryPlan
+  /** The shared state's answer, once it was asked. */
+  warmed?: WarmResult
+  /** The shared state's read, while it is under way or once it was made (one per message). */
+  warming?: Promise<void>
+}
+
+/** Asks the shared state once per message; a second call waits for the first. */
+function warm<S extends RaceSocket>(deps: MessageRoute<S>, request: WarmRequest): Promise<void> {
+  if (!deps.shared) return Promise.resolve()
+  return (deps.warming ??= deps.shared.warm(request).then((warmed) => {
+    deps.warmed = warmed
+  }))
+}
+
 const LOOPBACK: Record<Family, string> = { ipv4: '127.0.0.1', ipv6: '::1' }
 
 /** The plan's candidates as connect targets: the configured port and a bind per family. */
@@ -113,24 +143,85 @@ function afterRace(targets: RaceTarget[], result: RaceResult<RaceSocket>): RaceT
 
 export async function routeDomain<S extends RaceSocket>(
   domain: string,
-  deps: RouteDeps<S>,
+  routeDeps: RouteDeps<S>,
 ): Promise<DeliveryRecord> {
-  const { settings, health, hostFamilies, learned } = deps
+  const { hostFamilies, settings } = routeDeps
   const query = hostFamilies
     ? familiesToQuery(hostFamilies, (f) => classifyAddress(LOOPBACK[f], settings.filter.policy).routable)
     : undefined
-  const resolution = await resolveDestination(domain, deps.dns, query ? { families: query.families } : {})
-  let shared: WarmResult | undefined
-  const record = (decision: DeliveryRecord['decision'], plan?: Plan, race?: RaceRecord): DeliveryRecord => ({
+  const deps: MessageRoute<S> = { ...routeDeps, ...(query ? { query } : {}) }
+  const { racer } = deps
+  if (!racer || !settings.race.enabled) {
+    // Without a race nothing can start early: every answer is awaited, as Haraka would.
+    const resolution = await resolveDestination(domain, deps.dns, resolveOptions(deps))
+    return settle(resolution, deps, planOptions(deps, deps.random))
+  }
+  return routeRacing(domain, deps, racer)
+}
+
+/** The families resolution asks for: those this host can send from. */
+const resolveOptions = <S extends RaceSocket>(deps: MessageRoute<S>): { families?: readonly Family[] } =>
+  deps.query ? { families: deps.query.families } : {}
+
+/** The planning options of this message; `random` drives the shuffle of equal MX hosts. */
+function planOptions<S extends RaceSocket>(deps: MessageRoute<S>, random?: () => number): PlanOptions {
+  const { settings, hostFamilies, learned } = deps
+  return {
+    policy: settings.filter.policy,
+    prefer: settings.prefer,
+    firstFamilyCount: settings.firstFamilyCount,
+    maxAddresses: settings.maxAddresses,
+    health: deps.health,
+    family: settings.family,
+    ...(settings.policy.enabled && deps.senderPolicy ? { senderPolicy: deps.senderPolicy } : {}),
+    ...(deps.switched ? { switched: deps.switched } : {}),
+    ...(random ? { random } : {}),
+    ...(hostFamilies && mayLimit(hostFamilies)
+      ? {
+          unusable: (a: string, f: Family) => unusableReason(hostFamilies, f, a),
+          ...(deps.query ? { notQueried: deps.query.notQueried } : {}),
+        }
+      : {}),
+    ...(learned?.egress
+      ? {
+          egress: {
+            ipv6Impaired: learned.egress.read().ipv6Impaired,
+            known: (h: string) => Boolean(learned.connectTimes?.knows(h)),
+          },
+        }
+      : {}),
+  }
+}
+
+/** The record of one message, as far as it went. */
+function recordOf<S extends RaceSocket>(
+  deps: MessageRoute<S>,
+  resolution: Resolution,
+  decision: DeliveryRecord['decision'],
+  plan?: Plan,
+  race?: RaceRecord,
+  pending: string[] = [],
+): DeliveryRecord {
+  return {
     domain: resolution.domain,
     resolution,
     ...(plan ? { plan } : {}),
     ...(race ? { race } : {}),
+    ...(pending.length ? { pendingLookups: pending } : {}),
     decision,
     ...(deps.connects ? { connects: deps.connects } : {}),
-    ...(shared ? { shared } : {}),
-  })
+    ...(deps.warmed ? { shared: deps.warmed } : {}),
+  }
+}
 
+/** The answer from a complete resolution: final DNS outcomes, the plan, then the race if any. */
+async function settle<S extends RaceSocket>(
+  resolution: Resolution,
+  deps: MessageRoute<S>,
+  planOpts: PlanOptions,
+): Promise<DeliveryRecord> {
+  const record = (decision: DeliveryRecord['decision'], plan?: Plan): DeliveryRecord =>
+    recordOf(deps, resolution, decision, plan)
   switch (resolution.kind) {
     case 'null-mx':
       return record({
@@ -149,34 +240,9 @@ export async function routeDomain<S extends RaceSocket>(
   }
 
   // What other workers and hosts learned about these hosts, in the local caches before planning.
-  if (deps.shared) shared = await deps.shared.warm(warmRequestOf(resolution.hosts))
+  await warm(deps, warmRequestOf(resolution.hosts))
 
-  const plan = planAddresses(resolution.domain, resolution.hosts, {
-    policy: settings.filter.policy,
-    prefer: settings.prefer,
-    firstFamilyCount: settings.firstFamilyCount,
-    maxAddresses: settings.maxAddresses,
-    health,
-    family: settings.family,
-    ...(settings.policy.enabled && deps.senderPolicy ? { senderPolicy: deps.senderPolicy } : {}),
-    ...(deps.switched ? { switched: deps.switched } : {}),
-    ...(deps.random ? { random: deps.random } : {}),
-    ...(hostFamilies && mayLimit(hostFamilies)
-      ? {
-          unusable: (a: string, f: Family) => unusableReason(hostFamilies, f, a),
-          notQueried: query?.notQueried,
-        }
-      : {}),
-    ...(learned?.egress
-      ? {
-          egress: {
-            ipv6Impaired: learned.egress.read().ipv6Impaired,
-            known: (h: string) => Boolean(learned.connectTimes?.knows(h)),
-          },
-        }
-      : {}),
-  })
-
+  const plan = planAddresses(resolution.domain, resolution.hosts, planOpts)
   if (!plan.kept.length) {
     // Only DNS errors and no address at all: a temporary DNS problem, not a routing one.
     if (!plan.filtered.length && plan.dnsErrors.length) {
@@ -184,7 +250,7 @@ export async function routeDomain<S extends RaceSocket>(
       return record({ action: 'defer', status: STATUS.dnsTemporary, reason }, plan)
     }
     const reason = describeUnusable(plan)
-    const bounce = settings.filter.allFiltered === 'bounce' && plan.filtered.length > 0
+    const bounce = deps.settings.filter.allFiltered === 'bounce' && plan.filtered.length > 0
     return record(
       bounce
         ? { action: 'bounce', status: STATUS.noRouteFinal, reason }
@@ -193,37 +259,56 @@ export async function routeDomain<S extends RaceSocket>(
     )
   }
 
-  const targets = targetsOf(plan, settings)
+  const targets = targetsOf(plan, deps.settings)
   const { racer } = deps
-  if (!racer || !settings.race.enabled) return record({ action: 'deliver', targets }, plan)
+  if (!racer || !deps.settings.race.enabled) return record({ action: 'deliver', targets }, plan)
+  const race = startRace(targets, raceOptions(deps, racer))
+  race.close()
+  return afterRaceRecord(deps, racer, resolution, plan, await race.result)
+}
 
-  const { success } = settings.race
-  const result = await raceConnect(targets, {
-    attemptDelayMs: settings.race.attemptDelayMs,
+/** The race's options for this message; its deadline counts from now. */
+function raceOptions<S extends RaceSocket>(
+  deps: MessageRoute<S>,
+  racer: Racer<S>,
+  sortPending?: RaceOptions<S>['sortPending'],
+): RaceOptions<S> {
+  const { race } = deps.settings
+  const { learned } = deps
+  return {
+    attemptDelayMs: race.attemptDelayMs,
     ...(learned?.connectTimes
       ? {
           attemptDelayFor: delayFor(learned.connectTimes, {
-            minMs: settings.race.minAttemptDelayMs,
-            maxMs: settings.race.attemptDelayMs,
+            minMs: race.minAttemptDelayMs,
+            maxMs: race.attemptDelayMs,
           }),
         }
       : {}),
-    groupDelayMs: settings.race.groupDelayMs,
-    deadlineMs: Math.max(
-      100,
-      Math.min(settings.race.deadlineMs, (deps.answerBy ?? Infinity) - performance.now()),
-    ),
-    connect: (t) => racer.connect(t, success),
-    success,
+    groupDelayMs: race.groupDelayMs,
+    deadlineMs: Math.max(100, Math.min(race.deadlineMs, (deps.answerBy ?? Infinity) - performance.now())),
+    connect: (t) => racer.connect(t, race.success),
+    success: race.success,
     ...(racer.release ? { release: (s: S) => racer.release?.(s) } : {}),
-  })
-  recordRace(health, result, settings.race.attemptDelayMs)
-  if (learned) learnFromRace(learned, result, settings.race.attemptDelayMs)
-  const race: RaceRecord = {
-    attempts: result.attempts,
-    elapsedMs: result.elapsedMs,
-    untried: targets.slice(result.attempts.length),
+    ...(sortPending ? { sortPending } : {}),
   }
+}
+
+/** The answer once the race is over: the winner held for Haraka, or why nothing answered. */
+function afterRaceRecord<S extends RaceSocket>(
+  deps: MessageRoute<S>,
+  racer: Racer<S>,
+  resolution: Resolution,
+  plan: Plan,
+  result: RaceResult<S>,
+  pending: string[] = [],
+): DeliveryRecord {
+  recordRace(deps.health, result, deps.settings.race.attemptDelayMs)
+  if (deps.learned) learnFromRace(deps.learned, result, deps.settings.race.attemptDelayMs)
+  const race: RaceRecord = { attempts: result.attempts, elapsedMs: result.elapsedMs, untried: result.untried }
+  const targets = [...result.attempts.map((a) => a.target), ...result.untried]
+  const record = (decision: DeliveryRecord['decision']): DeliveryRecord =>
+    recordOf(deps, resolution, decision, plan, race, pending)
 
   if (!result.winner) {
     // A server that refused at its greeting for good: Haraka hears the refusal itself and
@@ -231,15 +316,149 @@ export async function routeDomain<S extends RaceSocket>(
     const refused = result.attempts.filter(refusedForGood).map((a) => a.target)
     if (refused.length) {
       const rest = targets.filter((t) => !refused.includes(t))
-      return record({ action: 'deliver', targets: [...refused, ...rest] }, plan, race)
+      return record({ action: 'deliver', targets: [...refused, ...rest] })
     }
     const reason = describeRaceFailure(plan.domain, race)
-    return record({ action: 'defer', status: STATUS.noAnswer, reason }, plan, race)
+    return record({ action: 'defer', status: STATUS.noAnswer, reason })
   }
 
   const { target, socket } = result.winner
   racer.hold(target, socket)
-  return record({ action: 'deliver', targets: afterRace(targets, result), winner: target }, plan, race)
+  return record({ action: 'deliver', targets: afterRace(targets, result), winner: target })
+}
+
+/**
+ * RFC 8305 §3 and §6: the race starts as soon as the leading MX group has a usable address
+ * (see ./race-start), later answers join it, and once an attempt has won the lookups still
+ * pending are left behind, named in the record. Until the race starts, the complete
+ * resolution decides as without early starts.
+ */
+function routeRacing<S extends RaceSocket>(
+  domain: string,
+  deps: MessageRoute<S>,
+  racer: Racer<S>,
+): Promise<DeliveryRecord> {
+  const { settings } = deps
+  // One shuffle for every plan of this message, so a later answer reorders as little as it can.
+  const seed = Math.floor((deps.random ?? Math.random)() * 2 ** 32)
+  // A host refused over IPv6 by policy keeps its IPv6 out while its A may still come.
+  const planNow = (p: ResolutionProgress): Plan => {
+    const ipv4Pending = new Set(p.lookups.filter((l) => !l.answer && l.type === 'A').map((l) => l.exchange))
+    return planAddresses(p.domain, hostsOf(p.lookups), {
+      ...planOptions(deps, seededRandom(seed)),
+      ipv4Pending,
+    })
+  }
+  const answeredAt = new Map<AddressLookup, number>()
+  let progress: ResolutionProgress | undefined
+  let running: RunningRace<S> | undefined
+  let latest: Plan | undefined
+  let startTimer: NodeJS.Timeout | undefined
+  let complete: Resolution | undefined
+  let failure: { error: unknown } | undefined
+  let over = false
+  // An answer without addresses while racing: the plan is brought up to date at the end only.
+  let stale = false
+
+  return new Promise<DeliveryRecord>((resolve, reject) => {
+    const known = (p: ResolutionProgress): Plan => {
+      stale = false
+      return (latest = planNow(p))
+    }
+    // The latest plan's targets join the race, within the bound on addresses per message.
+    const raced = new Set<string>()
+    const bound = Math.max(2, settings.maxAddresses)
+    const fresh = (plan: Plan): RaceTarget[] => {
+      const added = targetsOf(plan, settings).filter((t) => !raced.has(t.address))
+      const within = added.slice(0, Math.max(0, bound - raced.size))
+      for (const t of within) raced.add(t.address)
+      return within
+    }
+    const feed = (p: ResolutionProgress): void => running?.add(fresh(known(p)))
+    const begin = (p: ResolutionProgress, plan: Plan): void => {
+      const order = (pending: readonly RaceTarget[]): RaceTarget[] => {
+        const rank = new Map((latest ?? plan).kept.map((c, i) => [c.address, i]))
+        const at = (t: RaceTarget): number => rank.get(t.address) ?? Infinity
+        return pending.slice().sort((a, b) => a.preference - b.preference || at(a) - at(b))
+      }
+      const race = startRace(fresh(plan), raceOptions(deps, racer, order))
+      running = race
+      race.result.then((result) => {
+        over = true
+        if (failure) {
+          result.winner?.socket.destroy()
+          return reject(failure.error)
+        }
+        const lookups = progress?.lookups ?? []
+        const resolution: Resolution = complete ?? {
+          kind: 'hosts',
+          domain: p.domain,
+          implicit: p.implicit,
+          hosts: hostsOf(lookups),
+        }
+        // The latest plan saw every answer given so far, the last one included.
+        const pending = complete ? [] : pendingLookups(lookups)
+        const final = stale && progress ? known(progress) : (latest ?? plan)
+        resolve(afterRaceRecord(deps, racer, resolution, final, result, pending))
+      }, reject)
+    }
+    const consider = (): void => {
+      clearTimeout(startTimer)
+      startTimer = undefined
+      if (running || complete || !progress || (deps.shared && !deps.warmed)) return
+      const p = progress
+      // Nothing answered with an address yet: nothing to plan.
+      if (!p.lookups.some((l) => l.answer?.addresses.length)) return
+      const plan = known(p)
+      const at = raceStartAt(p.lookups, plan.kept, (l) => answeredAt.get(l), {
+        resolutionDelayMs: settings.dns.resolutionDelayMs,
+        leadingFamily: (exchanges, preference) =>
+          leadingFamilyOf(p.domain, exchanges, preference, planOptions(deps)),
+        demoted: (address) =>
+          deps.health.addressFailed(address) || Boolean(deps.health.addressSlow?.(address)),
+      })
+      if (at === undefined) return
+      const wait = at - performance.now()
+      if (wait <= 0) begin(p, plan)
+      else startTimer = setTimeout(consider, wait)
+    }
+    const onProgress = (p: ResolutionProgress): void => {
+      progress = p
+      // What other workers and hosts learned about these MX hosts, asked for while their
+      // addresses are looked up; no race starts before it answered (bounded by its timeout).
+      if (deps.shared && !deps.warming) void warm(deps, warmRequestOf(hostsOf(p.lookups))).then(consider)
+      // Answers after the race ended change nothing: the record names them as pending.
+      if (over) return
+      const now = performance.now()
+      let addresses = false
+      for (const l of p.lookups) {
+        if (!l.answer || answeredAt.has(l)) continue
+        answeredAt.set(l, now)
+        addresses ||= l.answer.addresses.length > 0
+      }
+      if (!running) return consider()
+      if (addresses) feed(p)
+      else stale = true
+    }
+
+    resolveDestination(domain, deps.dns, { ...resolveOptions(deps), onProgress }).then(
+      (resolution) => {
+        clearTimeout(startTimer)
+        startTimer = undefined
+        complete = resolution
+        if (!running)
+          return void settle(resolution, deps, planOptions(deps, seededRandom(seed))).then(resolve, reject)
+        running.close()
+      },
+      (error: unknown) => {
+        clearTimeout(startTimer)
+        startTimer = undefined
+        if (!running) return reject(error)
+        failure = { error }
+        running.close()
+      },
+    )
+  })
 }
 
 /** A greeting that is neither a welcome nor a temporary refusal: 5xx, or not SMTP at all. */
@@ -249,7 +468,7 @@ const refusedForGood = (a: AttemptRecord): boolean =>
 /**
  * Feeds the health cache: every connect and every error, and, as "slow" (never as an error),
  * an attempt that lost the race after waiting a whole attempt delay without an answer, which
- * is how a black hole looks, and a slow but working path too (its own delay when it was learnt).
+ * is how a black hole looks, and a slow but working path too.
  */
 export function recordRace(
   health: HealthCache,
@@ -265,7 +484,7 @@ export function recordRace(
     else if (a.outcome === 'failed' || a.outcome === 'timed out') {
       const error = a.error ?? `no answer in ${waited} ms`
       health.record(address, family, exchange, { ok: false, error, latencyMs: waited, at })
-    } else if (a.outcome === 'cancelled' && waited >= (a.delayMs ?? attemptDelayMs))
+    } else if (a.outcome === 'cancelled' && waited >= attemptDelayMs)
       health.record(address, family, exchange, { ok: false, slow: true, latencyMs: waited, at })
   }
 }

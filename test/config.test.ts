@@ -482,7 +482,7 @@ describe('config', () => {
         o.max,
       ],
     )
-    it('the whole-number options are the twenty of the table', () => assert.equal(ranges.length, 20))
+    it('the whole-number options are the twenty-one of the table', () => assert.equal(ranges.length, 21))
     for (const [section, key, get, min, max] of ranges) {
       it(`[${section}] ${key} takes both ends of its range, ${min} and ${max}, and rejects one past each`, () => {
         for (const v of [min, max]) {
@@ -646,7 +646,7 @@ describe('config', () => {
         port: 2525,
         maxAddresses: 8,
         connectivityCheckS: 0,
-        dns: { servers: ['127.0.0.1:5353', '[::1]:53'], timeoutMs: 2000 },
+        dns: { servers: ['127.0.0.1:5353', '[::1]:53'], timeoutMs: 2000, resolutionDelayMs: 50 },
         filter: {
           allFiltered: 'bounce',
           allow: ['10.1.2.0/24', 'fd00:1::/64'],

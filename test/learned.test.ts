@@ -69,6 +69,7 @@ describe('learned', () => {
           },
         ],
         elapsedMs: 110,
+        untried: [],
       },
       250,
     )

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 
 import {
+  leadingFamilyOf,
   planAddresses,
   describePlan,
   describeKept,
@@ -202,5 +203,50 @@ describe('plan', () => {
       assert.equal(describePlan(clean), 'plan for example.com: try mx.example.com 192.0.2.1')
       assert.equal(describeFiltered(clean), '')
     })
+  })
+})
+
+describe('leadingFamilyOf: the family worth a Resolution Delay', () => {
+  const NO_RULES = { ipv4Only: [], ipv6Only: [], preferIpv4: [], preferIpv6: [] }
+  const refusing = {
+    ipv6Refused: (x: string) => (x === 'mx.test' ? { refusal: '550 5.7.25', until: 1 } : undefined),
+  }
+
+  it('is prefer when nothing says otherwise', () => {
+    assert.equal(leadingFamilyOf('d.test', ['mx.test'], 10, opts()), 'ipv6')
+    assert.equal(leadingFamilyOf('d.test', ['mx.test'], 10, opts({ prefer: 'ipv4' })), 'ipv4')
+  })
+
+  it('follows a family rule, a sender-policy refusal and the health of the family', () => {
+    const rule = { ...NO_RULES, preferIpv4: ['mx.test'] }
+    assert.equal(leadingFamilyOf('d.test', ['mx.test'], 10, opts({ family: rule })), 'ipv4')
+    const only = { ...NO_RULES, ipv6Only: ['d.test'] }
+    assert.equal(leadingFamilyOf('d.test', ['mx.test'], 10, opts({ prefer: 'ipv4', family: only })), 'ipv6')
+    assert.equal(leadingFamilyOf('d.test', ['mx.test'], 10, opts({ senderPolicy: refusing })), 'ipv4')
+    const health: HealthView = { addressFailed: () => false, familyFailed: (_x, f) => f === 'ipv6' }
+    assert.equal(leadingFamilyOf('d.test', ['mx.test'], 10, opts({ health })), 'ipv4')
+  })
+})
+
+describe('planAddresses while the A of a host is pending', () => {
+  const refusing = {
+    ipv6Refused: (x: string) => (x === 'mx.test' ? { refusal: '550 5.7.25', until: 1 } : undefined),
+  }
+
+  it('keeps out the IPv6 of a host refused over IPv6 until its IPv4 is known', () => {
+    const hosts = [host('mx.test', 10, ['2001:db8::1'])]
+    const waiting = planAddresses(
+      'd.test',
+      hosts,
+      opts({ senderPolicy: refusing, ipv4Pending: new Set(['mx.test']) }),
+    )
+    assert.deepEqual(waiting.kept, [])
+    assert.match(waiting.filtered[0].reason, /^IPv6 refused by policy/)
+    // No A after all: its IPv6 is all it has, and is kept, as before.
+    const known = planAddresses('d.test', hosts, opts({ senderPolicy: refusing }))
+    assert.deepEqual(
+      known.kept.map((c) => c.address),
+      ['2001:db8::1'],
+    )
   })
 })

@@ -16,7 +16,7 @@ import { parseSettings, type Settings } from '../lib/config'
 import { type HealthView, HealthCache } from '../lib/health'
 import { type Candidate, orderCandidates, seededRandom } from '../lib/order'
 import { planAddresses } from '../lib/plan'
-import { type RaceResult, type RaceSocket, type RaceTarget, raceConnect } from '../lib/race'
+import { type RaceResult, type RaceSocket, type RaceTarget, raceConnect, startRace } from '../lib/race'
 import type { DnsClient, MxHost } from '../lib/resolve'
 import { routeDomain, entriesOf } from '../lib/route'
 import { describeDelivery } from '../lib/delivery'
@@ -1318,6 +1318,201 @@ describe('properties (fast-check, 10,000 cases each)', function () {
       )
     })
 
+    // RFC 8305 §6: targets that arrive while the race runs (answers of late lookups).
+    const fedCase = fc.record({
+      targets: fc.array(
+        fc.record({
+          group: fc.integer({ min: 0, max: 3 }),
+          fate,
+          arriveAt: fc.oneof({ weight: 2, arbitrary: fc.constant(0) }, { weight: 3, arbitrary: time }),
+        }),
+        { minLength: 1, maxLength: 10 },
+      ),
+      attemptDelayMs: fc.oneof(fc.integer({ min: 10, max: 2000 }), fc.constantFrom(10, 250)),
+      groupDelayMs: fc.integer({ min: 0, max: 5000 }),
+      deadlineMs: fc.integer({ min: 100, max: 20000 }),
+    })
+    type FedCase = ValueOf<typeof fedCase>
+    type FedSpec = FedCase['targets']
+
+    const fedTargets = (spec: FedSpec): RaceTarget[] =>
+      spec.map((s, i) => ({
+        address: `192.0.2.${i + 1}`,
+        family: 'ipv4',
+        exchange: `mx${s.group}.test`,
+        preference: (s.group + 1) * 10,
+        port: 25,
+      }))
+
+    /** The first arrivals start the race (arriveAt 0; the first target when none is). */
+    const initialOf = (spec: FedSpec): number[] => {
+      const at0 = spec.map((s, i) => (s.arriveAt === 0 ? i : -1)).filter((i) => i >= 0)
+      return at0.length ? at0 : [0]
+    }
+    const byGroup = (spec: FedSpec, list: number[]): number[] =>
+      list.slice().sort((a, b) => spec[a].group - spec[b].group)
+
+    async function runFedRace(rc: FedCase) {
+      const { targets: spec } = rc
+      const targets = fedTargets(spec)
+      const initial = initialOf(spec)
+      const late = spec.map((_, i) => i).filter((i) => !initial.includes(i))
+      const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout'], now: 0 })
+      try {
+        const started: Array<{ i: number; at: number }> = []
+        const connect = (target: RaceTarget): FakeSocket => {
+          const i = targets.indexOf(target)
+          started.push({ i, at: clock.now })
+          const f = spec[i].fate
+          if (f.kind === 'throws') throw Object.assign(new Error('bind EINVAL'), { code: 'EINVAL' })
+          const s = new FakeSocket(i)
+          if (f.kind !== 'never')
+            s.timer = setTimeout(() => {
+              s.timer = undefined
+              if (f.kind === 'connect') s.emit('connect')
+              else s.emit('error', Object.assign(new Error('refused'), { code: 'ECONNREFUSED' }))
+            }, f.t)
+          return s
+        }
+        let result: RaceResult<FakeSocket> | undefined
+        const race = startRace(
+          byGroup(
+            spec,
+            initial.map((i) => i),
+          ).map((i) => targets[i]),
+          {
+            attemptDelayMs: rc.attemptDelayMs,
+            groupDelayMs: rc.groupDelayMs,
+            deadlineMs: rc.deadlineMs,
+            connect,
+            now: () => clock.now,
+          },
+        )
+        void race.result.then((r) => (result = r))
+        const lastArrival = Math.max(0, ...late.map((i) => spec[i].arriveAt))
+        // One timer per arrival time, adding that time's targets in index order.
+        const times = [...new Set(late.map((i) => spec[i].arriveAt))].sort((a, b) => a - b)
+        const feeds = times.map((t) =>
+          setTimeout(() => {
+            race.add(late.filter((i) => spec[i].arriveAt === t).map((i) => targets[i]))
+            if (t === lastArrival) race.close()
+          }, t),
+        )
+        if (!times.length) race.close()
+        for (let steps = 0; ; steps++) {
+          await null
+          if (result) break
+          assert.ok(clock.countTimers() > 0, 'the race neither finished nor has a timer pending')
+          assert.ok(steps < 2000, 'the race runs away')
+          clock.next()
+        }
+        // Arrivals after the end are the test's own timers, not the race's.
+        for (const f of feeds) clearTimeout(f)
+        const timersLeft = clock.countTimers()
+        return { targets, started, result, timersLeft, late }
+      } finally {
+        clock.uninstall()
+      }
+    }
+
+    /**
+     * The §5 schedule over a list that grows (§6): arrivals join the not-yet-started part,
+     * which is kept in MX preference order (arrival order inside a group); a target more
+     * preferred than the latest start counts as one of its group. `ambiguous`: two events on
+     * one millisecond whose order the event loop decides.
+     */
+    function fedSchedule(rc: FedCase): { starts: Array<[number, number]>; ambiguous: boolean } {
+      const { targets: spec } = rc
+      const pref = (i: number): number => spec[i].group
+      const initial = initialOf(spec)
+      const arrivals = spec
+        .map((s, i) => ({ i, at: s.arriveAt }))
+        .filter((a) => !initial.includes(a.i))
+        .sort((a, b) => a.at - b.at || a.i - b.i)
+      const lastArrival = Math.max(0, ...arrivals.map((a) => a.at))
+      const order = byGroup(spec, initial)
+      const starts: Array<[number, number]> = []
+      const live = new Set<number>()
+      const ends: Array<{ at: number; i: number; kind: 'connect' | 'error' }> = []
+      let now = 0
+      let failedSinceStart = false
+      let lastStart = 0
+      let groupStart = 0
+      let ambiguous = false
+      const due = (): number => {
+        const next = starts.length
+        if (next >= order.length) return Infinity
+        if (next === 0) return 0
+        const current = pref(order[next - 1])
+        if (pref(order[next]) <= current) return failedSinceStart ? now : lastStart + rc.attemptDelayMs
+        if (![...live].some((i) => pref(i) === current)) return now
+        return Math.max(lastStart + rc.attemptDelayMs, groupStart + rc.groupDelayMs)
+      }
+      for (let guard = 0; guard < 10000; guard++) {
+        // Arrivals due now join first: their timer was armed before any race timer of this ms.
+        const arriving = arrivals.filter((a) => a.at === now)
+        if (arriving.length) {
+          arrivals.splice(0, arriving.length)
+          const pending = [...order.slice(starts.length), ...arriving.map((a) => a.i)]
+          order.splice(starts.length, Infinity, ...pending.slice().sort((a, b) => pref(a) - pref(b)))
+        }
+        while (due() <= now && now < rc.deadlineMs) {
+          const i = order[starts.length]
+          if (!starts.length || pref(order[starts.length - 1]) !== pref(i)) groupStart = now
+          lastStart = now
+          failedSinceStart = false
+          starts.push([i, now])
+          const f = spec[i].fate
+          if (f.kind === 'throws') failedSinceStart = true
+          else {
+            live.add(i)
+            if (f.kind !== 'never') ends.push({ at: now + f.t, i, kind: f.kind })
+          }
+        }
+        const closed = now >= lastArrival && !arrivals.length
+        if (closed && starts.length >= order.length && live.size === 0) break
+        const pending = ends.filter((e) => live.has(e.i))
+        const endAt = Math.min(...pending.map((e) => e.at))
+        const dueAt = due()
+        const arriveAt = arrivals.length ? arrivals[0].at : Infinity
+        const next = Math.min(endAt, dueAt, arriveAt, rc.deadlineMs)
+        const events = [endAt, dueAt, arriveAt, rc.deadlineMs].filter((t) => t === next).length
+        if (events > 1 && next !== Infinity) ambiguous = true
+        now = next
+        if (now >= rc.deadlineMs) break
+        if (now !== endAt) continue
+        const at = pending.filter((e) => e.at === endAt)
+        if (at.some((e) => e.kind === 'connect')) {
+          if (at.some((e) => e.kind === 'error')) ambiguous = true
+          break
+        }
+        live.delete(at[0].i)
+        failedSinceStart = true
+      }
+      return { starts, ambiguous }
+    }
+
+    it('targets added to a running race start when the RFC 8305 §5 schedule says, in §6 order', async function () {
+      await check(
+        fc.asyncProperty(fedCase, async (rc) => {
+          const expected = fedSchedule(rc)
+          fc.pre(!expected.ambiguous)
+          const { started, timersLeft, result } = await runFedRace(rc)
+          assert.equal(timersLeft, 0, 'timers left after the race')
+          assert.deepEqual(
+            started.map((s) => [s.i, s.at]),
+            expected.starts,
+            `attempt delay ${rc.attemptDelayMs}, group delay ${rc.groupDelayMs}, deadline ${rc.deadlineMs}`,
+          )
+          // Nothing is started twice; whatever was never started is reported untried.
+          const ids = started.map((s) => s.i)
+          assert.equal(new Set(ids).size, ids.length)
+          const known = new Set([...ids, ...result.untried.map((t) => Number(t.address.split('.')[3]) - 1)])
+          for (const i of ids) assert.ok(known.has(i))
+        }),
+      )
+    })
+
     it('a connect that throws for the last address of a group, while the group still tries, keeps the group delay', async function () {
       // Group 10: one silent address, then one whose connect throws; group 20 connects at once.
       const spec: RaceCase['targets'] = [
@@ -1338,5 +1533,181 @@ describe('properties (fast-check, 10,000 cases each)', function () {
       )
       assert.equal(result.winner!.index, 2)
     })
+  })
+})
+
+describe('properties: routes that race before every lookup answered (RFC 8305 §3, §6)', function () {
+  this.timeout(600000)
+
+  class ScriptedSocket extends EventEmitter implements RaceSocket {
+    destroyed = false
+    destroy(): void {
+      this.destroyed = true
+    }
+  }
+
+  // A lookup answers after `at` ms with addresses, fails with a code, or is never answered
+  // (the resolver gives up after its 5 s timeout).
+  const answer = fc.oneof(
+    {
+      weight: 4,
+      arbitrary: fc.record({ at: fc.integer({ min: 1, max: 400 }), n: fc.integer({ min: 0, max: 2 }) }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({ at: fc.integer({ min: 1, max: 400 }), code: fc.constant('ESERVFAIL') }),
+    },
+    { weight: 1, arbitrary: fc.constant('never' as const) },
+  )
+  const routeCase = fc.record({
+    hosts: fc.array(fc.record({ preference: fc.constantFrom(10, 20, 30), aaaa: answer, a: answer }), {
+      minLength: 1,
+      maxLength: 3,
+    }),
+    // Per address: connects after t ms, or never answers.
+    connectAfter: fc.array(fc.option(fc.integer({ min: 1, max: 600 }), { nil: undefined }), {
+      minLength: 12,
+      maxLength: 12,
+    }),
+    resolutionDelayMs: fc.constantFrom(0, 50, 120),
+    seed: fc.integer(),
+  })
+
+  it('the race starts with the leading MX group, records what answered and names what did not', async function () {
+    await check(
+      fc.asyncProperty(routeCase, async (rc) => {
+        const exchanges = rc.hosts.map((_, i) => `mx${i}.route.test`)
+        // Each lookup's addresses: distinct per host and family, in documentation ranges.
+        type Script = (typeof rc.hosts)[number]['a']
+        const addressesOf = (i: number, type: 'AAAA' | 'A', s: Script): string[] =>
+          typeof s === 'object' && 'n' in s
+            ? Array.from({ length: s.n }, (_, k) =>
+                type === 'AAAA' ? `2001:db8::${i + 1}:${k + 1}` : `192.0.2.${i * 4 + k + 1}`,
+              )
+            : []
+        const lookups = rc.hosts.flatMap((h, i) =>
+          (['AAAA', 'A'] as const).map((type) => {
+            const s = type === 'AAAA' ? h.aaaa : h.a
+            return {
+              exchange: exchanges[i],
+              preference: h.preference,
+              type,
+              at: s === 'never' ? 5000 : s.at,
+              addresses: addressesOf(i, type, s),
+              code: s === 'never' ? 'ETIMEOUT' : 'code' in s ? s.code : undefined,
+            }
+          }),
+        )
+        const allAddresses = lookups.flatMap((l) => l.addresses)
+        const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout', 'performance'], now: 0 })
+        try {
+          const dns: DnsClient = {
+            resolveMx: async () =>
+              rc.hosts.map((h, i) => ({ exchange: exchanges[i], priority: h.preference })),
+            resolve6: (name) => lookupOf(name, 'AAAA'),
+            resolve4: (name) => lookupOf(name, 'A'),
+          }
+          function lookupOf(name: string, type: 'AAAA' | 'A'): Promise<string[]> {
+            const l = lookups.find((x) => x.exchange === name && x.type === type)!
+            return new Promise((resolve, reject) =>
+              setTimeout(
+                () =>
+                  l.code ? reject(Object.assign(new Error(l.code), { code: l.code })) : resolve(l.addresses),
+                l.at,
+              ),
+            )
+          }
+          const starts: Array<{ target: RaceTarget; at: number }> = []
+          const racer = {
+            connect(t: RaceTarget): ScriptedSocket {
+              starts.push({ target: t, at: clock.now })
+              const s = new ScriptedSocket()
+              const after = rc.connectAfter[allAddresses.indexOf(t.address)]
+              if (after !== undefined) setTimeout(() => s.destroyed || s.emit('connect'), after)
+              return s
+            },
+            hold: () => {},
+          }
+          const settings = parseSettings({
+            filter: { allow: ['192.0.2.0/24', '2001:db8::/32'] },
+            race: { success: 'connect', deadline_ms: '3000' },
+            dns: { resolution_delay_ms: String(rc.resolutionDelayMs) },
+          }).settings
+          let record: Awaited<ReturnType<typeof routeDomain>> | undefined
+          let failure: unknown
+          routeDomain('route.test', {
+            settings,
+            dns,
+            health: new HealthCache({ ttlMs: 60_000, maxEntries: 100 }),
+            racer,
+            random: seededRandom(rc.seed),
+          }).then(
+            (r) => (record = r),
+            (e) => (failure = e),
+          )
+          for (let steps = 0; !record && !failure; steps++) {
+            assert.ok(steps < 500, 'the route never answers')
+            await clock.tickAsync(0)
+            if (record || failure) break
+            assert.ok(clock.countTimers() > 0, 'no timer left and no answer')
+            await clock.nextAsync()
+          }
+          if (failure) throw failure
+          const r = record!
+          const decidedAt = clock.now
+          // An answer on the millisecond of the decision: the event loop's order decides whether
+          // it counts; not judged here.
+          fc.pre(!lookups.some((l) => l.at === decidedAt))
+
+          // What the record says DNS answered is what had answered when it was decided.
+          const pendingThen = lookups.filter((l) => l.at > decidedAt).map((l) => `${l.exchange} ${l.type}`)
+          assert.deepEqual([...(r.pendingLookups ?? [])].sort(), r.race ? pendingThen.sort() : [])
+          if (r.resolution.kind === 'hosts') {
+            for (const h of r.resolution.hosts) {
+              const answered = lookups.filter((l) => l.exchange === h.exchange && l.at <= decidedAt)
+              assert.deepEqual(
+                h.addresses,
+                answered.flatMap((l) => l.addresses),
+              )
+            }
+          }
+
+          if (r.decision.action === 'deliver') {
+            const addrs = r.decision.targets.map((t) => t.address)
+            assert.ok(addrs.length > 0, 'an empty list')
+            assert.equal(new Set(addrs).size, addrs.length, 'an address twice')
+            if (r.decision.winner) assert.equal(r.decision.targets[0], r.decision.winner)
+            for (const a of addrs) assert.ok(allAddresses.includes(a))
+          }
+
+          if (starts.length) {
+            // The first attempt is of the group that led when it started: no host of a more
+            // preferred group could still give an address then.
+            const t0 = starts[0].at
+            const open = lookups.filter((l) => l.at > t0 || (l.addresses.length > 0 && l.at <= t0))
+            const lead = Math.min(...open.map((l) => l.preference))
+            assert.equal(starts[0].target.preference, lead, `first attempt at ${t0} ms`)
+            // It started no later than the resolution delay after its group's first answer, the
+            // group's first usable answer, or the last answer of the more preferred groups.
+            const groupFirst = Math.min(...lookups.filter((l) => l.preference === lead).map((l) => l.at))
+            const usableBy = Math.min(
+              ...lookups.filter((l) => l.preference === lead && l.addresses.length).map((l) => l.at),
+            )
+            const moreDone = Math.max(0, ...lookups.filter((l) => l.preference < lead).map((l) => l.at))
+            assert.ok(
+              t0 <= Math.max(usableBy, groupFirst + rc.resolutionDelayMs, moreDone),
+              `started at ${t0}, usable at ${usableBy}, first answer at ${groupFirst}, more preferred done at ${moreDone}`,
+            )
+            // Every attempt is of an address that had answered by its start.
+            for (const s of starts) {
+              const l = lookups.find((x) => x.addresses.includes(s.target.address))!
+              assert.ok(l.at <= s.at, `${s.target.address} tried at ${s.at} before its answer at ${l.at}`)
+            }
+          }
+        } finally {
+          clock.uninstall()
+        }
+      }),
+    )
   })
 })

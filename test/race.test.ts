@@ -9,6 +9,7 @@ import {
   type RaceSocket,
   type RaceTarget,
   raceConnect,
+  startRace,
   describeTimeline,
   describeFailures,
 } from '../lib/race'
@@ -193,6 +194,164 @@ describe('raceConnect with a fake clock', function () {
       describeTimeline(await p),
       '+0ms [2001:db8::1]:25 cancelled after 253 ms; +250ms 192.0.2.1:25 connected after 3 ms',
     )
+  })
+})
+
+describe('startRace: targets added to a running race (RFC 8305 §6), with a fake clock', function () {
+  let clock: Clock
+  let sockets: FakeSocket[]
+  let script: Record<string, ScriptStep>
+
+  const connect = (t: RaceTarget): FakeSocket => {
+    const s = new FakeSocket(t)
+    sockets.push(s)
+    const step = script[t.address]
+    if (step && !('throws' in step))
+      setTimeout(() => {
+        if (s.destroyed) return
+        if (step.event === 'connect') s.emit('connect')
+        else s.emit('error', Object.assign(new Error(step.code), { code: step.code, syscall: 'connect' }))
+      }, step.at)
+    return s
+  }
+  const start = (targets: RaceTarget[], opts: Partial<RaceOptions<FakeSocket>> = {}) =>
+    startRace(targets, {
+      attemptDelayMs: 250,
+      groupDelayMs: 2000,
+      deadlineMs: 15000,
+      connect,
+      now: () => clock.now,
+      ...opts,
+    })
+  const started = (): string[] => sockets.map((s) => s.target.address)
+
+  beforeEach(function () {
+    clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout'] })
+    sockets = []
+    script = {}
+  })
+
+  afterEach(function () {
+    assert.equal(clock.countTimers(), 0, 'the race left a timer behind')
+    clock.uninstall()
+  })
+
+  it('an address added while the first attempt is silent starts one attempt delay after it', async function () {
+    script = { '2001:db8::1': { at: 2, event: 'connect' } }
+    const race = start([target('192.0.2.1')])
+    await clock.tickAsync(100)
+    race.add([target('2001:db8::1')])
+    await clock.tickAsync(149)
+    assert.deepEqual(started(), ['192.0.2.1'], 'the added address started before the attempt delay')
+    await clock.tickAsync(1)
+    assert.deepEqual(started(), ['192.0.2.1', '2001:db8::1'])
+    await clock.tickAsync(2)
+    race.close()
+    const r = await race.result
+    assert.equal(r.winner!.target.address, '2001:db8::1')
+    assert.equal(r.attempts[1].startMs, 250)
+    assert.deepEqual(r.untried, [])
+  })
+
+  it('an added address goes before the not-yet-started ones of a lower preference', async function () {
+    script = { '192.0.2.2': { at: 1, event: 'connect' } }
+    const race = start([target('192.0.2.1', 10), target('192.0.2.20', 20)])
+    race.add([target('192.0.2.2', 10)])
+    await clock.tickAsync(251)
+    const r = await race.result
+    assert.deepEqual(started(), ['192.0.2.1', '192.0.2.2'])
+    assert.equal(r.winner!.target.address, '192.0.2.2')
+    assert.deepEqual(
+      r.untried.map((t) => t.address),
+      ['192.0.2.20'],
+    )
+  })
+
+  it('sortPending decides the order of the not-yet-started part', async function () {
+    const race = start([target('192.0.2.1'), target('192.0.2.2')], {
+      sortPending: (pending) => pending.slice().sort((a, b) => b.address.localeCompare(a.address)),
+    })
+    race.add([target('192.0.2.3')])
+    await clock.tickAsync(500)
+    assert.deepEqual(started(), ['192.0.2.1', '192.0.2.3', '192.0.2.2'])
+    race.close()
+    await clock.tickAsync(15000)
+    assert.equal((await race.result).winner, undefined)
+  })
+
+  it('a sort that loses a target is not trusted: the race keeps every target', async function () {
+    const race = start([target('192.0.2.1'), target('192.0.2.2')], { sortPending: () => [] })
+    race.add([target('192.0.2.3')])
+    race.close()
+    await clock.tickAsync(15000)
+    assert.deepEqual(started(), ['192.0.2.1', '192.0.2.2', '192.0.2.3'])
+    await race.result
+  })
+
+  it('an open race whose attempts all failed waits for more, and an added one starts at once', async function () {
+    script = {
+      '192.0.2.1': { at: 1, event: 'error', code: 'ECONNREFUSED' },
+      '2001:db8::1': { at: 1, event: 'connect' },
+    }
+    const race = start([target('192.0.2.1')])
+    let over = false
+    void race.result.then(() => (over = true))
+    await clock.tickAsync(1000)
+    assert.equal(over, false, 'the race ended while targets could still come')
+    race.add([target('2001:db8::1')])
+    assert.deepEqual(started(), ['192.0.2.1', '2001:db8::1'])
+    await clock.tickAsync(1)
+    const r = await race.result
+    assert.equal(r.winner!.target.address, '2001:db8::1')
+    assert.equal(r.attempts[1].startMs, 1000)
+  })
+
+  it('closing a race with nothing left to try ends it with every failure', async function () {
+    script = { '192.0.2.1': { at: 1, event: 'error', code: 'ECONNREFUSED' } }
+    const race = start([target('192.0.2.1')])
+    await clock.tickAsync(10)
+    race.close()
+    const r = await race.result
+    assert.equal(r.winner, undefined)
+    assert.equal(r.attempts[0].outcome, 'failed')
+    assert.equal(r.elapsedMs, 10)
+  })
+
+  it('an open race still ends at its deadline', async function () {
+    const race = start([target('192.0.2.1')], { deadlineMs: 1000 })
+    await clock.tickAsync(1000)
+    const r = await race.result
+    assert.equal(r.attempts[0].outcome, 'timed out')
+  })
+
+  it('an address already in the race, or added after the race ended, is ignored', async function () {
+    script = { '192.0.2.1': { at: 300, event: 'connect' } }
+    const race = start([target('192.0.2.1'), target('192.0.2.2')])
+    race.add([target('192.0.2.1'), target('192.0.2.2'), target('192.0.2.3'), target('192.0.2.3')])
+    await clock.tickAsync(300)
+    const r = await race.result
+    assert.deepEqual(started(), ['192.0.2.1', '192.0.2.2'])
+    assert.deepEqual(
+      r.untried.map((t) => t.address),
+      ['192.0.2.3'],
+    )
+    race.add([target('192.0.2.4')])
+    race.close()
+    assert.equal(sockets.length, 2)
+  })
+
+  it('a more preferred address added after a lower group started waits one attempt delay, not the group delay', async function () {
+    const race = start([target('192.0.2.1', 10), target('192.0.2.20', 20)], { groupDelayMs: 300 })
+    await clock.tickAsync(300)
+    assert.deepEqual(started(), ['192.0.2.1', '192.0.2.20'])
+    race.add([target('192.0.2.2', 10)])
+    await clock.tickAsync(249)
+    assert.equal(sockets.length, 2)
+    await clock.tickAsync(1)
+    assert.deepEqual(started(), ['192.0.2.1', '192.0.2.20', '192.0.2.2'])
+    race.close()
+    await clock.tickAsync(15000)
+    await race.result
   })
 })
 

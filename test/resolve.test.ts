@@ -4,12 +4,15 @@ import {
   type DnsClient,
   makeDnsClient,
   type MxHost,
+  pendingLookups,
   type Resolution,
+  type ResolutionProgress,
   resolveDestination,
   toAsciiDomain,
   validDomain,
 } from '../lib/resolve'
 import { type CnameDns, startCnameDns } from './support/cname-dns'
+import { startDns, type TestDns } from './support/harness'
 
 const code = (c: string): Error & { code: string } => Object.assign(new Error(c), { code: c })
 
@@ -220,5 +223,99 @@ describe('resolveDestination through CNAMEs, against a DNS server on loopback', 
     assert.deepEqual(hostsOf(r)[0].addresses, [])
     // c-ares reports the looping chain as NODATA: the plan then defers with 4.4.4
     assert.deepEqual(hostsOf(r)[0].errors, [])
+  })
+})
+
+describe('resolveDestination as answers come in, against the DNS fixture on loopback', function () {
+  let server: TestDns
+  let dns: DnsClient
+
+  before(async function () {
+    server = await startDns({
+      'dropped.test': { mx: [{ preference: 10, exchange: 'mx.dropped.test' }] },
+      'mx.dropped.test': { aaaa: ['2001:db8::1'], a: ['192.0.2.1'], dropTypes: ['AAAA'] },
+      'late.test': { mx: [{ preference: 10, exchange: 'mx.late.test' }] },
+      'mx.late.test': { aaaa: ['2001:db8::2'], a: ['192.0.2.2'], delayMs: { AAAA: 150 } },
+      'failing.test': { mx: [{ preference: 10, exchange: 'mx.failing.test' }] },
+      'mx.failing.test': { aaaa: ['2001:db8::3'], a: ['192.0.2.3'], rcode: { AAAA: 'SERVFAIL' } },
+      'whole.test': { a: ['192.0.2.4'], rcode: 'SERVFAIL' },
+    })
+    dns = makeDnsClient([`127.0.0.1:${server.port}`], 300)
+  })
+
+  after(async function () {
+    await server.close()
+  })
+
+  /** Each progress report as `exchange type: addresses` or `exchange type pending`. */
+  function watch(): { seen: string[][]; onProgress: (p: ResolutionProgress) => void } {
+    const seen: string[][] = []
+    const onProgress = (p: ResolutionProgress): void => {
+      seen.push(
+        p.lookups.map((l) =>
+          l.answer
+            ? `${l.exchange} ${l.type}: ${l.answer.error ?? l.answer.addresses.join(' ')}`
+            : `${l.exchange} ${l.type} pending`,
+        ),
+      )
+    }
+    return { seen, onProgress }
+  }
+
+  it('a dropped AAAA: the A answer is reported while the AAAA is pending, which then times out', async function () {
+    const { seen, onProgress } = watch()
+    const r = await resolveDestination('dropped.test', dns, { onProgress })
+    assert.deepEqual(seen, [
+      ['mx.dropped.test AAAA pending', 'mx.dropped.test A pending'],
+      ['mx.dropped.test AAAA pending', 'mx.dropped.test A: 192.0.2.1'],
+      ['mx.dropped.test AAAA: AAAA ETIMEOUT', 'mx.dropped.test A: 192.0.2.1'],
+    ])
+    assert.deepEqual(hostsOf(r), [
+      { exchange: 'mx.dropped.test', preference: 10, addresses: ['192.0.2.1'], errors: ['AAAA ETIMEOUT'] },
+    ])
+  })
+
+  it('a delayed AAAA arrives after the A, with its address', async function () {
+    const { seen, onProgress } = watch()
+    const r = await resolveDestination('late.test', dns, { onProgress })
+    assert.deepEqual(seen[1], ['mx.late.test AAAA pending', 'mx.late.test A: 192.0.2.2'])
+    assert.deepEqual(hostsOf(r)[0].addresses, ['2001:db8::2', '192.0.2.2'])
+    assert.deepEqual(hostsOf(r)[0].errors, [])
+  })
+
+  it('a SERVFAIL for the AAAA alone keeps the A', async function () {
+    const r = await resolveDestination('failing.test', dns)
+    assert.deepEqual(hostsOf(r)[0].addresses, ['192.0.2.3'])
+    assert.deepEqual(hostsOf(r)[0].errors, ['AAAA ESERVFAIL'])
+  })
+
+  it('a zone-wide rcode still fails every query of the name', async function () {
+    const r = await resolveDestination('whole.test', dns)
+    assert.equal(r.kind, 'temporary')
+  })
+
+  it('families leaves the other family unqueried', async function () {
+    const before = server.queries().length
+    const r = await resolveDestination('dropped.test', dns, { families: ['ipv4'] })
+    assert.deepEqual(hostsOf(r)[0], {
+      exchange: 'mx.dropped.test',
+      preference: 10,
+      addresses: ['192.0.2.1'],
+      errors: [],
+    })
+    assert.deepEqual(server.queries().slice(before), [
+      { name: 'dropped.test', type: 'MX' },
+      { name: 'mx.dropped.test', type: 'A' },
+    ])
+  })
+
+  it('pendingLookups names what has not answered', function () {
+    assert.deepEqual(
+      pendingLookups([
+        { exchange: 'mx1.test', preference: 10, type: 'AAAA', answer: { addresses: [] } },
+        { exchange: 'mx2.test', preference: 20, type: 'A' },
+      ]),
+      ['mx2.test A'],
+    )
   })
 })

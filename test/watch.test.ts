@@ -34,6 +34,7 @@ function raceOf(target: RaceTarget, answer: Answer): RaceResult<RaceSocket> {
   return {
     attempts: [attempt],
     elapsedMs: ms,
+    untried: [],
     ...(answer.outcome === 'connected' ? { winner: { index: 0, target, socket: {} as RaceSocket } } : {}),
   }
 }
