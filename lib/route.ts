@@ -484,7 +484,7 @@ export function recordRace(
     else if (a.outcome === 'failed' || a.outcome === 'timed out') {
       const error = a.error ?? `no answer in ${waited} ms`
       health.record(address, family, exchange, { ok: false, error, latencyMs: waited, at })
-    } else if (a.outcome === 'cancelled' && waited >= attemptDelayMs)
+    } else if (a.outcome === 'cancelled' && waited >= (a.delayMs ?? attemptDelayMs))
       health.record(address, family, exchange, { ok: false, slow: true, latencyMs: waited, at })
   }
 }
