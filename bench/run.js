@@ -37,6 +37,8 @@ const USAGE = `usage: node bench/run.js [--runs N] [--scenario N[,N...]] [--quic
   --runs N       runs per scenario and variant (default 5; 3 where stock waits connect_timeout)
   --scenario N   only these scenarios (1-11); may be repeated or comma separated
   --concurrency N  connections submitting in scenario 5 (default 20)
+  --cpu-prof DIR   write a V8 CPU profile of every Haraka process of scenario 5 into DIR
+                 (node --cpu-prof; one .cpuprofile per run, named by variant and run)
   --quick        stock connect_timeout=5 instead of 30, 2 runs, 100 messages in scenario 5
   --write        write bench/results.md and chart.svg even for a partial or --quick run
                  (a full run always writes them)`
@@ -48,6 +50,7 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     write: { type: 'boolean', default: false },
     concurrency: { type: 'string' },
+    'cpu-prof': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 })
@@ -76,6 +79,9 @@ if (selected.some((n) => !Number.isInteger(n) || n < 1 || n > 11))
 if (args.concurrency !== undefined && !/^([1-9]|[1-9]\d|100)$/.test(args.concurrency)) {
   fail(`--concurrency must be a whole number from 1 to 100, not ${args.concurrency}`)
 }
+
+const CPU_PROF_DIR = args['cpu-prof'] === undefined ? undefined : path.resolve(args['cpu-prof'])
+if (CPU_PROF_DIR !== undefined) fs.mkdirSync(CPU_PROF_DIR, { recursive: true })
 
 const QUICK = args.quick
 const CONNECT_TIMEOUT_S = QUICK ? 5 : 30
@@ -120,9 +126,23 @@ const ZONES = {
 
 const VARIANTS = ['stock', 'plugin']
 
-function harakaOptions(variant, dnsPort) {
+/** Node options of a profiled run: a CPU profile named by variant and run, in CPU_PROF_DIR. */
+const profiled = (name) =>
+  CPU_PROF_DIR && name
+    ? {
+        nodeArgs: [
+          '--cpu-prof',
+          '--cpu-prof-interval=100',
+          `--cpu-prof-dir=${CPU_PROF_DIR}`,
+          `--cpu-prof-name=${name}.cpuprofile`,
+        ],
+      }
+    : {}
+
+function harakaOptions(variant, dnsPort, profileName) {
   return variant === 'plugin'
     ? {
+        ...profiled(profileName),
         dnsPort,
         plugins: ['happy-eyeballs'],
         outbound: OUTBOUND,
@@ -130,7 +150,7 @@ function harakaOptions(variant, dnsPort) {
         // The bench measures this working tree as built, not a packed copy of it.
         pluginFrom: 'checkout',
       }
-    : { dnsPort, outbound: OUTBOUND }
+    : { ...profiled(profileName), dnsPort, outbound: OUTBOUND }
 }
 
 const log = (text = '') => process.stdout.write(`${text}\n`)
@@ -151,11 +171,14 @@ async function standIns(scope, { sinks = [], holes = [] }) {
   return out
 }
 
-/** One run: a fresh Haraka of the variant, one warm-up message, then fn(haraka); always stopped. */
-async function withHaraka(ctx, variant, sinks, fn) {
+/**
+ * One run: a fresh Haraka of the variant, one warm-up message, then fn(haraka); always stopped.
+ * With a profileName and --cpu-prof, the process writes its CPU profile when it exits.
+ */
+async function withHaraka(ctx, variant, sinks, fn, profileName) {
   const scope = support.makeScope(`${variant} Haraka`)
   try {
-    const h = await scope.own(support.startHaraka(harakaOptions(variant, ctx.dns.port)))
+    const h = await scope.own(support.startHaraka(harakaOptions(variant, ctx.dns.port, profileName)))
     await support.mustDeliver(h, sinks, 'warm.bench', { timeoutMs: 20000 })
     return await fn(h)
   } finally {
@@ -518,7 +541,13 @@ const SCENARIOS = [
         const cpu = { stock: [], plugin: [] }
         for (let i = 1; i <= RUNS_FAST; i++) {
           for (const variant of VARIANTS) {
-            const r = await withHaraka(ctx, variant, sinks, (h) => bulkRun(h, sinks, `${variant}${i}`))
+            const r = await withHaraka(
+              ctx,
+              variant,
+              sinks,
+              (h) => bulkRun(h, sinks, `${variant}${i}`),
+              `scenario5-${variant}-${i}`,
+            )
             rates[variant].push(r.rate)
             rss[variant].push(r.hwmMiB)
             viaV6[variant].push(r.viaV6)
