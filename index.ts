@@ -175,21 +175,6 @@ function toMx(state: State, fields: object): object {
   return HarakaMx ? new HarakaMx(fields) : { ...fields }
 }
 
-/**
- * A message's entries (toMx). HarakaMx reads config `me` for every entry without a
- * `bind_helo`: the first entry reads it, the others take the same name from it.
- */
-function toMxList(state: State, list: readonly object[]): object[] {
-  const out: object[] = []
-  let helo: unknown
-  for (const fields of list) {
-    const mx = toMx(state, helo === undefined ? fields : { ...fields, bind_helo: helo })
-    helo ??= (mx as { bind_helo?: unknown }).bind_helo
-    out.push(mx)
-  }
-  return out
-}
-
 function answer(plugin: Plugin, hmail: HMail, record: DeliveryRecord, next: Next): void {
   const state = plugin.happy_eyeballs as State
   const d = record.decision
@@ -197,7 +182,7 @@ function answer(plugin: Plugin, hmail: HMail, record: DeliveryRecord, next: Next
   switch (d.action) {
     case 'deliver': {
       logTo(hmail, 'info', describeDelivery(record))
-      const entries = toMxList(state, entriesOf(d.targets))
+      const entries = entriesOf(d.targets).map((e) => toMx(state, e))
       // Haraka's connects to these very entries are written to this message's record.
       if (record.connects) {
         record.connects.targets = d.targets

@@ -287,42 +287,6 @@ describe('get_mx hook (route_mx) against a DNS server on loopback', function () 
     )
   })
 
-  it("every entry is Haraka's own HarakaMx, the HELO name read once per message and on each entry", async function () {
-    const state = stateOf(plugin)
-    let heloReads = 0
-    // Haraka's HarakaMx fills bind_helo from config `me` when an entry comes without one.
-    class FakeHarakaMx {
-      bind_helo?: string
-      constructor(fields: object) {
-        Object.assign(this, fields)
-        if (this.bind_helo === undefined) {
-          heloReads++
-          this.bind_helo = 'helo.test'
-        }
-      }
-    }
-    const outbound = state.outbound
-    state.outbound = { ...outbound, HarakaMx: FakeHarakaMx }
-    try {
-      const { value } = await route('two.test')
-      const entries = mxEntries(value)
-      assert.equal(entries.length, 4)
-      assert.ok(entries.every((e) => e instanceof FakeHarakaMx))
-      assert.deepEqual(
-        entries.map((e) => [e.exchange, (e as FakeHarakaMx).bind_helo]),
-        [
-          ['::1', 'helo.test'],
-          ['127.0.0.10', 'helo.test'],
-          ['127.0.0.11', 'helo.test'],
-          ['127.0.0.20', 'helo.test'],
-        ],
-      )
-      assert.equal(heloReads, 1)
-    } finally {
-      state.outbound = outbound
-    }
-  })
-
   it('per-family bind addresses go on each entry', async function () {
     load({ ...ini, bind: { ipv4: '127.0.0.1', ipv6: '::1' } })
     const { value } = await route('two.test')
