@@ -39,6 +39,12 @@ const USAGE = `usage: node bench/run.js [--runs N] [--scenario N[,N...]] [--quic
   --runs N       runs per scenario and variant (default 5; 3 where stock waits connect_timeout)
   --scenario N   only these scenarios (1-18); may be repeated or comma separated
   --concurrency N  connections submitting in scenario 5 (default 20)
+  --messages N     timed messages per run in scenario 5 (default 500; 100 with --quick)
+  --warmup N       untimed messages per run before them (default 20); a fresh Haraka keeps
+                 compiling hot code for thousands of messages, so a long warm-up shows the
+                 steady state
+  --cpu-prof DIR   write a V8 CPU profile of every Haraka process of scenario 5 into DIR
+                 (node --cpu-prof; one .cpuprofile per run, named by variant and run)
   --quick        stock connect_timeout=5 instead of 30, 2 runs, 100 messages in scenario 5
   --write        write bench/results.md and chart.svg even for a partial or --quick run
                  (a full run always writes them)`
@@ -50,6 +56,9 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     write: { type: 'boolean', default: false },
     concurrency: { type: 'string' },
+    messages: { type: 'string' },
+    warmup: { type: 'string' },
+    'cpu-prof': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 })
@@ -80,12 +89,25 @@ if (args.concurrency !== undefined && !/^([1-9]|[1-9]\d|100)$/.test(args.concurr
   fail(`--concurrency must be a whole number from 1 to 100, not ${args.concurrency}`)
 }
 
+/** A whole number option within [min, max], or the default when it is not given. */
+function countOption(name, min, max, dflt) {
+  const text = args[name]
+  if (text === undefined) return dflt
+  const n = Number(text)
+  if (!/^\d+$/.test(text) || n < min || n > max)
+    fail(`--${name} must be a whole number from ${min} to ${max}, not ${text}`)
+  return n
+}
+
+const CPU_PROF_DIR = args['cpu-prof'] === undefined ? undefined : path.resolve(args['cpu-prof'])
+if (CPU_PROF_DIR !== undefined) fs.mkdirSync(CPU_PROF_DIR, { recursive: true })
+
 const QUICK = args.quick
 const CONNECT_TIMEOUT_S = QUICK ? 5 : 30
 const RUNS_FAST = runsOpt ?? (QUICK ? 2 : 5)
 const RUNS_SLOW = runsOpt ?? (QUICK ? 2 : 3)
-const BULK_MESSAGES = QUICK ? 100 : 500
-const BULK_WARMUP = 20
+const BULK_MESSAGES = countOption('messages', 1, 20000, QUICK ? 100 : 500)
+const BULK_WARMUP = countOption('warmup', 0, 20000, 20)
 const BULK_CONCURRENCY = args.concurrency === undefined ? 20 : Number(args.concurrency)
 const PLANNER_RUN_MS = 1000
 const PLUGIN_INI = support.pluginIni(25)
@@ -150,9 +172,23 @@ const ZONES = {
 
 const VARIANTS = ['stock', 'plugin']
 
-function harakaOptions(variant, dnsPort, ini = '') {
+/** Node options of a profiled run: a CPU profile named by variant and run, in CPU_PROF_DIR. */
+const profiled = (name) =>
+  CPU_PROF_DIR && name
+    ? {
+        nodeArgs: [
+          '--cpu-prof',
+          '--cpu-prof-interval=100',
+          `--cpu-prof-dir=${CPU_PROF_DIR}`,
+          `--cpu-prof-name=${name}.cpuprofile`,
+        ],
+      }
+    : {}
+
+function harakaOptions(variant, dnsPort, { ini = '', profileName } = {}) {
   return variant === 'plugin'
     ? {
+        ...profiled(profileName),
         dnsPort,
         plugins: ['happy-eyeballs'],
         outbound: OUTBOUND,
@@ -160,7 +196,7 @@ function harakaOptions(variant, dnsPort, ini = '') {
         // The bench measures this working tree as built, not a packed copy of it.
         pluginFrom: 'checkout',
       }
-    : { dnsPort, outbound: OUTBOUND }
+    : { ...profiled(profileName), dnsPort, outbound: OUTBOUND }
 }
 
 const log = (text = '') => process.stdout.write(`${text}\n`)
@@ -181,11 +217,14 @@ async function standIns(scope, { sinks = [], holes = [] }) {
   return out
 }
 
-/** One run: a fresh Haraka of the variant, one warm-up message, then fn(haraka); always stopped. */
-async function withHaraka(ctx, variant, sinks, fn, ini) {
+/**
+ * One run: a fresh Haraka of the variant, one warm-up message, then fn(haraka); always stopped.
+ * With a profileName and --cpu-prof, the process writes its CPU profile when it exits.
+ */
+async function withHaraka(ctx, variant, sinks, fn, { ini, profileName } = {}) {
   const scope = support.makeScope(`${variant} Haraka`)
   try {
-    const h = await scope.own(support.startHaraka(harakaOptions(variant, ctx.dns.port, ini)))
+    const h = await scope.own(support.startHaraka(harakaOptions(variant, ctx.dns.port, { ini, profileName })))
     await support.mustDeliver(h, sinks, 'warm.bench', { timeoutMs: 20000 })
     return await fn(h)
   } finally {
@@ -446,7 +485,7 @@ async function overHappyPath(ctx, { id, domain, runs, sinks, before, ini }) {
             throw new Error(`no happy-eyeballs delivery record:\n${r.log()}`)
           return { ms: r.ms, happyMs: happy.ms, over: r.ms - happy.ms, plugin: r.outcome.record }
         },
-        ini,
+        { ini },
       )
       samples[variant].push(info.over)
       runsInfo[variant].push(info)
@@ -700,7 +739,9 @@ const SCENARIOS = [
         const cpu = { stock: [], plugin: [] }
         for (let i = 1; i <= RUNS_FAST; i++) {
           for (const variant of VARIANTS) {
-            const r = await withHaraka(ctx, variant, sinks, (h) => bulkRun(h, sinks, `${variant}${i}`))
+            const r = await withHaraka(ctx, variant, sinks, (h) => bulkRun(h, sinks, `${variant}${i}`), {
+              profileName: `scenario5-${variant}-${i}`,
+            })
             rates[variant].push(r.rate)
             rss[variant].push(r.hwmMiB)
             viaV6[variant].push(r.viaV6)
@@ -1142,13 +1183,17 @@ async function bulkRun(h, sinks, tag) {
   try {
     const warm = `warm-${tag}-`
     await Promise.all(Array.from({ length: BULK_WARMUP }, (_, i) => send(`${warm}${i}@happy.bench`)))
-    await until(() => countOf(warm) >= BULK_WARMUP, 30000, 'the warm-up messages')
+    await until(() => countOf(warm) >= BULK_WARMUP, 30000 + 100 * BULK_WARMUP, 'the warm-up messages')
 
     const prefix = `bulk-${tag}-`
     const cpu0 = support.procCpuMs(h.pid)
     const t0 = performance.now()
     await Promise.all(Array.from({ length: BULK_MESSAGES }, (_, i) => send(`${prefix}${i}@happy.bench`)))
-    await until(() => countOf(prefix) >= BULK_MESSAGES, 180000, `${BULK_MESSAGES} messages at the sinks`)
+    await until(
+      () => countOf(prefix) >= BULK_MESSAGES,
+      Math.max(180000, 100 * BULK_MESSAGES),
+      `${BULK_MESSAGES} messages at the sinks`,
+    )
     const mine = sinks.flatMap((s) => s.messages.filter((m) => m.to[0].startsWith(prefix)))
     const last = Math.max(...mine.map((m) => m.receivedAt))
     const viaV6 = sinks

@@ -185,14 +185,46 @@ function matchCidr(list: Cidr[], ...ips: IP[]): Cidr | undefined {
   return list.find((c) => ips.some((ip) => inRange(ip, c.range)))
 }
 
+/** What an address text is, whatever the policy: worked out once per distinct text. */
+interface AddressFacts {
+  input: string
+  /** The address as written, and the IPv4 it is judged by when it carries one. */
+  forms: IP[]
+  via: string
+  name: RangeName | undefined
+  form: RangeName | undefined
+  family: Family
+  address: string
+}
+
 /**
- * Classifies one MX address. IPv4-mapped addresses are judged (and connected to) as the
- * IPv4 they carry; NAT64 well-known-prefix addresses are judged by the embedded IPv4 but
- * kept as IPv6. The unspecified addresses reach the local host and are never permitted.
+ * Address texts seen lately and their facts. Parsing and the range walk are most of the cost
+ * of a classification, and a busy queue sends the same few MX addresses again and again; a
+ * bounded map (oldest out first) keeps a flood of distinct addresses from growing it.
  */
-export function classifyAddress(text: string, policy: FilterPolicy = DEFAULT_POLICY): Classification {
+export const ADDRESS_CACHE_MAX = 4096
+const factsCache = new Map<string, AddressFacts | null>()
+
+/** How many address texts are remembered now (at most ADDRESS_CACHE_MAX). */
+export const addressCacheSize = (): number => factsCache.size
+
+/** Forgets every remembered address: for a process whose ipaddr.js range tables change (tests). */
+export function clearAddressCache(): void {
+  factsCache.clear()
+}
+
+function addressFacts(text: string): AddressFacts | null {
+  const cached = factsCache.get(text)
+  if (cached !== undefined) return cached
+  const facts = computeFacts(text)
+  if (factsCache.size >= ADDRESS_CACHE_MAX) factsCache.delete(factsCache.keys().next().value as string)
+  factsCache.set(text, facts)
+  return facts
+}
+
+function computeFacts(text: string): AddressFacts | null {
   const input = normalizeAddressText(text)
-  if (!input) return { routable: false, input: String(text), reason: 'not an IP address' }
+  if (!input) return null
 
   const parsed = ipaddr.parse(dottedTailToHex(input))
   let judged: IP = parsed
@@ -209,18 +241,35 @@ export function classifyAddress(text: string, policy: FilterPolicy = DEFAULT_POL
       via = ', via NAT64'
     }
   }
+  const family: Family = target.kind() === 'ipv4' ? 'ipv4' : 'ipv6'
+  return {
+    input,
+    // A mapped address is the IPv4 it carries: only that is matched against the lists.
+    forms: target === judged ? [judged] : [parsed, judged],
+    via,
+    name: rangeName(judged),
+    form: formName(parsed),
+    family,
+    address: family === 'ipv4' ? target.toString() : (target as ipaddr.IPv6).toRFC5952String(),
+  }
+}
 
-  const name = rangeName(judged)
+/**
+ * Classifies one MX address. IPv4-mapped addresses are judged (and connected to) as the
+ * IPv4 they carry; NAT64 well-known-prefix addresses are judged by the embedded IPv4 but
+ * kept as IPv6. The unspecified addresses reach the local host and are never permitted.
+ * Every call returns a new object; only the policy-free facts of a text are remembered.
+ */
+export function classifyAddress(text: string, policy: FilterPolicy = DEFAULT_POLICY): Classification {
+  const facts = addressFacts(String(text))
+  if (!facts) return { routable: false, input: String(text), reason: 'not an IP address' }
+  const { input, forms, via, name, family, address } = facts
   if (name === 'unspecified') return { routable: false, input, reason: `unspecified${via}` }
 
-  // A mapped address is the IPv4 it carries: only that is matched against the lists.
-  const forms = target === judged ? [judged] : [parsed, judged]
-  const blockedRange = [name, formName(parsed)].find((n) => n !== undefined && policy.blockRanges.has(n))
+  const blockedRange = [name, facts.form].find((n) => n !== undefined && policy.blockRanges.has(n))
   const blocked = matchCidr(policy.blockCidrs, ...forms)?.text ?? blockedRange
   if (blocked) return { routable: false, input, reason: `blocked by ${blocked}${via}` }
 
-  const family: Family = target.kind() === 'ipv4' ? 'ipv4' : 'ipv6'
-  const address = family === 'ipv4' ? target.toString() : (target as ipaddr.IPv6).toRFC5952String()
   if (!name) return { routable: true, input, address, family }
 
   const allowed = matchCidr(policy.allow, ...forms)

@@ -192,6 +192,10 @@ export class PluginMetrics {
   private readonly watchConnect: Gauge<'domain' | 'family'>
   /** Per watched domain, its probe series (`family outcome`), to drop them when it goes. */
   private readonly watchSeries = new Map<string, Set<string>>()
+  // Every message counts a few attempts and a delivery: their children are looked up once
+  // (the label sets are small and fixed), not through prom-client's label handling each time.
+  private readonly attemptChildren = new Map<string, Counter.Internal>()
+  private readonly deliveryChildren = new Map<Family, Counter.Internal>()
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry
@@ -307,7 +311,7 @@ export class PluginMetrics {
     if (this.counted.has(record)) return
     this.counted.add(record)
     const o = observationsOf(record)
-    for (const a of o.attempts) this.attempts.labels({ family: a.family, outcome: a.outcome, by: a.by }).inc()
+    for (const a of o.attempts) this.attemptOf(a).inc()
     for (const f of o.filtered) this.filtered.labels({ family: f.family, reason: f.reason }).inc()
     if (o.fallback) this.fallbacks.labels(o.fallback).inc()
     if (o.raceSeconds !== undefined) this.raceDuration.observe(o.raceSeconds)
@@ -317,7 +321,26 @@ export class PluginMetrics {
   delivered(record: DeliveryRecord, ip: unknown): void {
     this.route(record)
     const version = typeof ip === 'string' ? net.isIP(ip) : 0
-    if (version) this.deliveries.labels({ family: version === 6 ? 'ipv6' : 'ipv4' }).inc()
+    if (version) this.deliveryOf(version === 6 ? 'ipv6' : 'ipv4').inc()
+  }
+
+  private attemptOf(a: AttemptObservation): Counter.Internal {
+    const key = `${a.family} ${a.outcome} ${a.by}`
+    let child = this.attemptChildren.get(key)
+    if (!child) {
+      child = this.attempts.labels({ family: a.family, outcome: a.outcome, by: a.by })
+      this.attemptChildren.set(key, child)
+    }
+    return child
+  }
+
+  private deliveryOf(family: Family): Counter.Internal {
+    let child = this.deliveryChildren.get(family)
+    if (!child) {
+      child = this.deliveries.labels({ family })
+      this.deliveryChildren.set(family, child)
+    }
+    return child
   }
 
   /** Haraka's deferred hook (`final` false) or bounce hook for a message this plugin routed. */

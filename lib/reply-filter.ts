@@ -30,6 +30,7 @@ const COMMANDS: Record<string, SessionStage> = {
 }
 
 const REPLY_LINE = /^(\d{3})([ -])/
+const COMMAND_VERB = /^([A-Za-z]+)/
 
 /** `RCPT TO:<user@example.com> NOTIFY=…` → `user@example.com`. */
 function recipientOf(command: string): string | undefined {
@@ -58,31 +59,35 @@ export function filterReplies(
   let inData = false
   let pending: string[] = []
 
-  socket.write = function (this: FilterableSocket, ...args: never[]): boolean {
-    const chunk: unknown = args[0]
+  // Every event and write of the session passes through these two: whatever is not a
+  // command or a reply line goes on as it came, its arguments untouched (no copies).
+  socket.write = function (this: FilterableSocket, chunk?: unknown): boolean {
     if (!inData && (typeof chunk === 'string' || Buffer.isBuffer(chunk))) {
       const text = String(chunk)
-      const verb = /^([A-Za-z]+)/.exec(text)?.[1]?.toUpperCase()
+      const verb = COMMAND_VERB.exec(text)?.[1]?.toUpperCase()
       const next = verb ? COMMANDS[verb] : undefined
       if (next) {
         stage = next
         recipient = next === 'RCPT' ? recipientOf(text) : undefined
       }
     }
-    return write.apply(this, args)
-  }
+    // eslint-disable-next-line prefer-rest-params
+    return Reflect.apply(write, this, arguments) as boolean
+  } as Write
 
   const emit = socket.emit
-  socket.emit = function (this: FilterableSocket, event: string | symbol, ...args: unknown[]): boolean {
-    if (event !== 'line') return emit.call(this, event, ...args)
-    const raw = String(args[0])
+  socket.emit = function (this: FilterableSocket, event: string | symbol, line?: unknown): boolean {
+    // eslint-disable-next-line prefer-rest-params
+    if (event !== 'line') return Reflect.apply(emit, this, arguments) as boolean
+    const raw = String(line)
     const m = REPLY_LINE.exec(raw)
     // Not a reply line: the client's own error path decides, as without the filter.
     if (!m) {
       const held = pending
       pending = []
-      for (const line of held) emit.call(this, 'line', line)
-      return emit.call(this, event, ...args)
+      for (const l of held) emit.call(this, 'line', l)
+      // eslint-disable-next-line prefer-rest-params
+      return Reflect.apply(emit, this, arguments) as boolean
     }
     pending.push(raw)
     if (m[2] === '-') return true

@@ -118,8 +118,11 @@ function pluginDnsOnLoopback(ini, dnsPort) {
  * Starts a real Haraka process in a fresh temp dir, listening on 127.0.0.1:<free port>.
  * @param {{version?: string, dnsPort: number, plugins?: string[], outbound?: object,
  *   files?: Object<string, string>, pluginFiles?: Object<string, string>, caCert?: string,
- *   forceTlsHosts?: string[], nodes?: number}} opts  `nodes` is smtp.ini nodes (cluster
- *   workers, default 0: one process); `outbound`
+ *   forceTlsHosts?: string[], nodes?: number, nodeArgs?: string[]}} opts  `nodes` is smtp.ini
+ *   nodes (cluster workers, default 0: one process); `nodeArgs` go to node before Haraka's
+ *   script (e.g. `--cpu-prof`; the process's cwd is its temp dir, so give absolute paths); with
+ *   nodeArgs, stop() sends SIGINT (Haraka exits through process.exit, so node writes what such
+ *   options ask for on exit; SIGTERM ends it at once); `outbound`
  *   overrides outbound.ini key by key (a key set to undefined is left out, so Haraka's own
  *   default applies); `caCert` (PEM) is written into the temp dir and trusted by the process
  *   through NODE_EXTRA_CA_CERTS; `forceTlsHosts` writes tls.ini `[outbound] force_tls_hosts[]=`
@@ -158,6 +161,7 @@ async function startHaraka({
   forceTlsHosts,
   pluginFrom = 'package',
   nodes = 0,
+  nodeArgs = [],
 } = {}) {
   const versionDir = HARAKA_VERSIONS[version]
   if (!versionDir) throw new Error(`unknown Haraka version ${version}`)
@@ -224,7 +228,7 @@ async function startHaraka({
       await fsp.writeFile(caFile, caCert)
       env.NODE_EXTRA_CA_CERTS = caFile
     }
-    child = spawn(process.execPath, [path.join(versionDir, 'bin', 'haraka'), '-c', dir], {
+    child = spawn(process.execPath, [...nodeArgs, path.join(versionDir, 'bin', 'haraka'), '-c', dir], {
       cwd: dir,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -308,7 +312,7 @@ async function startHaraka({
         stopping = (async () => {
           if (!exited) {
             try {
-              process.kill(child.pid, 'SIGTERM')
+              process.kill(child.pid, nodeArgs.length ? 'SIGINT' : 'SIGTERM')
             } catch {
               // already gone
             }

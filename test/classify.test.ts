@@ -5,6 +5,10 @@
 import assert from 'node:assert/strict'
 
 import {
+  ADDRESS_CACHE_MAX,
+  addressCacheSize,
+  classifyAddress,
+  clearAddressCache,
   type Cidr,
   type FilterPolicy,
   normalizeAddressText,
@@ -659,13 +663,51 @@ describe('classify', () => {
       const table = specialRanges(ipaddr.IPv4)
       assert.equal(classify('8.8.8.8').routable, true)
       table.someNewRange = [[ipaddr.parse('8.8.8.0'), 24]]
+      // What an address is never changes in a running process; this test changes it.
+      clearAddressCache()
       try {
         assert.equal(filtered('8.8.8.8').reason, 'reserved')
         assert.equal(routable('8.8.4.4').address, '8.8.4.4')
       } finally {
         delete table.someNewRange
+        clearAddressCache()
       }
       assert.equal(classify('8.8.8.8').routable, true)
+    })
+  })
+
+  describe('an address text classified again', () => {
+    it('is judged by the policy of each call, not by the one it was first classified under', () => {
+      assert.equal(filtered('10.1.2.3').reason, 'private')
+      assert.equal(routable('10.1.2.3', policy({ allow: ['10.0.0.0/8'] })).allowedBy, '10.0.0.0/8')
+      assert.equal(
+        filtered('10.1.2.3', policy({ allow: ['10.0.0.0/8'], block: ['10.1.0.0/16'] })).reason,
+        'blocked by 10.1.0.0/16',
+      )
+      assert.equal(filtered('10.1.2.3').reason, 'private')
+      assert.equal(
+        filtered('::ffff:10.1.2.3', policy({ block: ['ipv4-mapped'] })).reason,
+        'blocked by ipv4-mapped, IPv4-mapped',
+      )
+      assert.equal(filtered('::ffff:10.1.2.3').reason, 'private, IPv4-mapped')
+    })
+
+    it('comes back as a new object each time, so a caller changing one changes no other', () => {
+      const first = classifyAddress(GLOBAL_V6)
+      const second = classifyAddress(GLOBAL_V6)
+      assert.notEqual(first, second)
+      assert.deepEqual(first, second)
+    })
+
+    it('is remembered for at most ADDRESS_CACHE_MAX distinct texts, and classifies the same when forgotten', () => {
+      clearAddressCache()
+      for (let i = 0; i < ADDRESS_CACHE_MAX + 100; i++)
+        classifyAddress(`2001:4860:${(i >> 8).toString(16)}::${(i & 255).toString(16)}`)
+      assert.equal(addressCacheSize(), ADDRESS_CACHE_MAX)
+      // Forgotten or not, every text still classifies the same.
+      assert.equal(routable('2001:4860:0::0').address, '2001:4860::')
+      assert.equal(filtered('not-an-address').reason, 'not an IP address')
+      clearAddressCache()
     })
   })
 })

@@ -287,6 +287,26 @@ describe('metrics: the registry', () => {
     assert.match(text, /^happy_eyeballs_race_duration_seconds_bucket\{le="0\.05"\} 1$/m)
   })
 
+  it('attempts and deliveries of many messages add up under their labels, also after a registry reset', async () => {
+    const m = new PluginMetrics()
+    const raced = (...attempts: ReturnType<typeof attempt>[]) =>
+      record({ race: { attempts, elapsedMs: 5, untried: [] } })
+    for (let i = 0; i < 3; i++) m.delivered(raced(attempt(V6, 'connected')), '::1')
+    m.delivered(raced(attempt(V6, 'failed', { code: 'ECONNREFUSED' }), attempt(V4, 'connected')), '127.0.0.1')
+    const attempts = (family: string, outcome: string) =>
+      valueOf(m, METRIC.attempts, { family, outcome, by: 'race' })
+    assert.equal(await attempts('ipv6', 'connected'), 3)
+    assert.equal(await attempts('ipv6', 'refused'), 1)
+    assert.equal(await attempts('ipv4', 'connected'), 1)
+    assert.equal(await valueOf(m, METRIC.deliveries, { family: 'ipv6' }), 3)
+    assert.equal(await valueOf(m, METRIC.deliveries, { family: 'ipv4' }), 1)
+    m.registry.resetMetrics()
+    m.delivered(raced(attempt(V6, 'connected')), '::1')
+    assert.equal(await attempts('ipv6', 'connected'), 1)
+    assert.equal(await valueOf(m, METRIC.deliveries, { family: 'ipv6' }), 1)
+    assert.equal(await valueOf(m, METRIC.deliveries, { family: 'ipv4' }), 0)
+  })
+
   it('each failure counts under its status; a second message is a second count', async () => {
     const m = new PluginMetrics()
     const defer = () => record({ decision: { action: 'defer', status: STATUS.noRoute, reason: 'x' } })
