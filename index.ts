@@ -37,8 +37,8 @@ import { type WatchConfig, Watcher } from './lib/watch'
 import { createRedisClient, describeEndpoint, redisClientOptions, RedisStore } from './lib/redis-store'
 import { SharedState, SharingHealthCache, SharingPolicyMemory } from './lib/shared-health'
 import { describeHostFamilies, HostConnectivity } from './lib/connectivity'
-import { ConnectTimes } from './lib/connect-times'
-import { describeEgress, EgressMemory } from './lib/egress'
+import { describeEgress } from './lib/egress'
+import { SharingConnectTimes, SharingEgressMemory } from './lib/shared-learned'
 
 type Next = Haraka.Next
 type HMail = Haraka.HMail
@@ -61,9 +61,9 @@ interface State {
   /** The families this host can send from; absent with [main] connectivity_check_s=0. */
   connectivity?: HostConnectivity
   /** Measured connect times: the learnt attempt delay. */
-  connectTimes: ConnectTimes
+  connectTimes: SharingConnectTimes
   /** This host's IPv6 egress, judged across destinations. */
-  egress: EgressMemory
+  egress: SharingEgressMemory
 }
 
 interface Plugin extends Haraka.Plugin {
@@ -251,6 +251,9 @@ function buildState(plugin: Plugin, settings: Settings): State {
   const shared = redis ? new SharedState(redis.store, settings.redis.prefix) : undefined
   health.shareThrough(shared)
   policyMemory.shareThrough(shared)
+  const learned = learnedState(plugin, settings, previous)
+  learned.connectTimes.shareThrough(shared)
+  learned.egress.shareThrough(shared)
   const compiled = compilePatterns(settings.policy.patterns)
   for (const p of compiled.problems) plugin.logwarn(`${LOG_PREFIX}happy_eyeballs.ini: ${p}`)
 
@@ -284,7 +287,7 @@ function buildState(plugin: Plugin, settings: Settings): State {
     settings,
     health,
     ...(previous?.watch ? { watch: previous.watch } : {}),
-    ...learnedState(plugin, settings, previous),
+    ...learned,
     policyMemory,
     ...(redis ? { redis } : {}),
     ...(shared ? { shared } : {}),
@@ -319,11 +322,11 @@ function learnedState(
   const connectTimes =
     previous && same('cache')
       ? previous.connectTimes
-      : new ConnectTimes({ ttlMs: settings.cache.ttlS * 1000, maxEntries: settings.cache.maxEntries })
+      : new SharingConnectTimes({ ttlMs: settings.cache.ttlS * 1000, maxEntries: settings.cache.maxEntries })
   const egress =
     previous && same('egress', 'cache')
       ? previous.egress
-      : new EgressMemory({
+      : new SharingEgressMemory({
           destinations: settings.egress.ipv6ImpairedAfter,
           windowMs: settings.egress.windowS * 1000,
           maxEntries: settings.cache.maxEntries,
