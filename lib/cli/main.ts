@@ -94,12 +94,14 @@ async function run(argv: string[], io: CliIo): Promise<number> {
 async function status(opts: StatusOptions, io: CliIo): Promise<number> {
   const timeoutMs = opts.timeoutMs ?? 5000
   let redis: Settings['redis'] | undefined
+  let ipv6ImpairedAfter: number | undefined
   if (opts.configDir !== undefined) {
     const warn = (msg: string): void => {
       io.stderr.write(`${PROG}: warning: ${msg}\n`)
     }
     const { settings, problems } = parseSettings(loadRawIni(opts.configDir, warn))
     for (const p of problems) warn(`${CONFIG_FILE}: ${p}`)
+    ipv6ImpairedAfter = settings.egress.ipv6ImpairedAfter
     if (settings.redis.enabled) redis = settings.redis
     else if (!opts.metricsUrl)
       throw new UsageError(
@@ -109,7 +111,7 @@ async function status(opts: StatusOptions, io: CliIo): Promise<number> {
   try {
     const [report, fleet] = await Promise.all([
       opts.metricsUrl ? fetchStatus(opts.metricsUrl, timeoutMs) : undefined,
-      redis ? fetchFleet(redis, readRedisIni(opts.configDir), timeoutMs) : undefined,
+      redis ? fetchFleet(redis, readRedisIni(opts.configDir), timeoutMs, ipv6ImpairedAfter) : undefined,
     ])
     if (opts.json) {
       const out = { ...(report ? statusJson(report) : {}), ...(fleet ? { fleet } : {}) }
