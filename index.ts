@@ -174,6 +174,8 @@ function configureWatch(plugin: Plugin): void {
     dns: () => current().dns,
     health: () => current().health,
     senderPolicy: () => current().policyMemory,
+    hostFamilies: () => current().connectivity?.current(),
+    learned: () => ({ connectTimes: current().connectTimes, egress: current().egress }),
     onResult: (r) => processMetrics.watched(r),
     log,
   })
