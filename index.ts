@@ -39,6 +39,7 @@ import { SharedState, SharingHealthCache, SharingPolicyMemory } from './lib/shar
 import { describeHostFamilies, HostConnectivity } from './lib/connectivity'
 import { describeEgress } from './lib/egress'
 import { SharingConnectTimes, SharingEgressMemory } from './lib/shared-learned'
+import { learnedGauges } from './lib/learned'
 
 type Next = Haraka.Next
 type HMail = Haraka.HMail
@@ -87,6 +88,12 @@ export function register(this: Plugin): void {
   this.register_hook('bounce', 'explain_bounce', -100)
   this.register_hook('delivered', 'explain_delivery')
   processMetrics.healthFrom(() => this.happy_eyeballs?.health.size ?? 0)
+  processMetrics.learnedFrom(() => {
+    const state = this.happy_eyeballs
+    if (!state) return undefined
+    const learned = { connectTimes: state.connectTimes, egress: state.egress }
+    return learnedGauges(learned, state.connectivity?.current(), state.settings)
+  })
 }
 
 /** The message each record belongs to, so a refusal seen on a socket reaches its queue notes. */

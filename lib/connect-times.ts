@@ -98,6 +98,12 @@ export class ConnectTimes {
     return host ? estimateOf(host, 'host') : undefined
   }
 
+  /** This host's estimate for the family, from every MX host's connects. */
+  hostEstimate(family: Family): ConnectEstimate | undefined {
+    const host = this.entries?.peek(hostKey(family))
+    return host ? estimateOf(host, 'host') : undefined
+  }
+
   /** The MX host's own estimate for the family with its time: what is shared. */
   own(exchange: string, family: Family): OwnEstimate | undefined {
     return this.entries?.get(mxKey(exchange, family))
