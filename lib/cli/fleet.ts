@@ -127,7 +127,7 @@ export function summarizeFleet(
             })
         }
       } else if (tag === 'a:') {
-        const v = decodeOutcome(text)
+        const v = decodeOutcome(text, id)
         if (!v) continue
         report.families[v.family].addresses++
         if (!v.outcome.ok && !v.outcome.slow) report.families[v.family].failingAddresses++
