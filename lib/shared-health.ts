@@ -3,8 +3,9 @@
 // stay in front and planning reads only them: before a message is planned, `warm` fills them
 // from the store for that message's MX hosts and addresses in one read, waiting at most the
 // store's timeout. Every local write goes on to the store (write-through, fire-and-forget)
-// with the local cache's TTL. More kinds of record (learned delays, impaired families) join
-// as a SharedKind: a key per id, a TTL, and how a value fills its local cache.
+// with the local cache's TTL. Other kinds of record join as a SharedKind: a key per id, a TTL,
+// and how a value fills its local cache (learnt connect times and IPv6 egress evidence:
+// lib/shared-learned).
 
 import { LRUCache } from 'lru-cache'
 
