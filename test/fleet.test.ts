@@ -66,10 +66,19 @@ describe('fleet status', () => {
       ],
       ['e:mta1.test', JSON.stringify([T0 - 9000, ['mx.b.test', T0, T0], ['mx.d.test', T0 + 1000, 0]])],
       ['e:mta2.test', JSON.stringify([0, ['mx.a.test', T0, T0], ['mx.b.test', T0, T0]])],
+      // Evidence older than the window, and evidence before the last IPv6 success: none counts.
+      [
+        'e:mta3.test',
+        JSON.stringify([T0 - 500, ['mx.a.test', T0 - 700_000, T0], ['mx.b.test', T0 - 600, T0]]),
+      ],
       ['f:garbage|ipv6', '{nope'],
       ['x:unknown', '1'],
     ])
-    const r = summarizeFleet('redis://127.0.0.1:6379', 'he:', values, false, 2)
+    const r = summarizeFleet('redis://127.0.0.1:6379', 'he:', values, false, {
+      ipv6ImpairedAfter: 2,
+      windowMs: 600_000,
+      now: T0 + 2000,
+    })
     assert.deepEqual(r.egress, [
       {
         host: 'mta1.test',
@@ -83,6 +92,13 @@ describe('fleet status', () => {
         ipv6Impaired: true,
         destinations: ['mx.a.test', 'mx.b.test'],
         last: '2026-12-01T10:00:00Z',
+      },
+      {
+        host: 'mta3.test',
+        ipv6Impaired: false,
+        destinations: [],
+        last: '2026-12-01T10:00:00Z',
+        workedAt: '2026-12-01T09:59:59Z',
       },
     ])
     assert.deepEqual(r.families, {

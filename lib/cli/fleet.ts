@@ -87,14 +87,22 @@ const emptyHealth = (): FamilyHealth => ({
   failingAddresses: 0,
 })
 
+/** How the workers judge egress ([egress] ipv6_impaired_after and window_s), and now. */
+export interface FleetEgressRule {
+  ipv6ImpairedAfter?: number
+  windowMs?: number
+  now?: number
+}
+
 /** The report from the shared records: `values` maps a key (without the prefix) to its value. */
 export function summarizeFleet(
   redis: string,
   prefix: string,
   values: ReadonlyMap<string, string>,
   truncated: boolean,
-  ipv6ImpairedAfter = 3,
+  egress: FleetEgressRule = {},
 ): FleetReport {
+  const { ipv6ImpairedAfter = 3, windowMs = Infinity, now = Date.now() } = egress
   const report: FleetReport = {
     redis,
     prefix,
@@ -137,9 +145,9 @@ export function summarizeFleet(
       } else if (tag === 'e:') {
         const v = decodeEvidence(text)
         if (!v) continue
-        const complete = v.hosts.filter(
-          ([, e]) => e.v6UnansweredAt !== undefined && e.v4ConnectedAt !== undefined,
-        )
+        const recent = (t: number | undefined): boolean =>
+          t !== undefined && t > now - windowMs && t > (v.clearedAt ?? -Infinity)
+        const complete = v.hosts.filter(([, e]) => recent(e.v6UnansweredAt) && recent(e.v4ConnectedAt))
         const latest = Math.max(
           ...v.hosts.flatMap(([, e]) => [e.v6UnansweredAt ?? 0, e.v4ConnectedAt ?? 0]),
           0,
@@ -208,7 +216,7 @@ export async function fetchFleet(
   settings: Settings['redis'],
   redisIni: unknown,
   timeoutMs: number,
-  ipv6ImpairedAfter?: number,
+  egress?: FleetEgressRule,
 ): Promise<FleetReport> {
   const merged = redisClientOptions(settings, redisIni, 1000)
   const options: RedisClientOptions = {
@@ -229,7 +237,7 @@ export async function fetchFleet(
       return readShared(client, settings.prefix)
     })()
     const { values, truncated } = await Promise.race([read, deadline])
-    return summarizeFleet(endpoint, settings.prefix, values, truncated, ipv6ImpairedAfter)
+    return summarizeFleet(endpoint, settings.prefix, values, truncated, egress)
   } catch (err) {
     throw new EndpointError(`no answer from ${endpoint}: ${describeError(err)}`)
   } finally {
