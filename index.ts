@@ -37,8 +37,9 @@ import { type WatchConfig, Watcher } from './lib/watch'
 import { createRedisClient, describeEndpoint, redisClientOptions, RedisStore } from './lib/redis-store'
 import { SharedState, SharingHealthCache, SharingPolicyMemory } from './lib/shared-health'
 import { describeHostFamilies, HostConnectivity } from './lib/connectivity'
-import { ConnectTimes } from './lib/connect-times'
-import { describeEgress, EgressMemory } from './lib/egress'
+import { describeEgress } from './lib/egress'
+import { SharingConnectTimes, SharingEgressMemory } from './lib/shared-learned'
+import { learnedGauges } from './lib/learned'
 
 type Next = Haraka.Next
 type HMail = Haraka.HMail
@@ -61,9 +62,9 @@ interface State {
   /** The families this host can send from; absent with [main] connectivity_check_s=0. */
   connectivity?: HostConnectivity
   /** Measured connect times: the learnt attempt delay. */
-  connectTimes: ConnectTimes
+  connectTimes: SharingConnectTimes
   /** This host's IPv6 egress, judged across destinations. */
-  egress: EgressMemory
+  egress: SharingEgressMemory
 }
 
 interface Plugin extends Haraka.Plugin {
@@ -87,6 +88,12 @@ export function register(this: Plugin): void {
   this.register_hook('bounce', 'explain_bounce', -100)
   this.register_hook('delivered', 'explain_delivery')
   processMetrics.healthFrom(() => this.happy_eyeballs?.health.size ?? 0)
+  processMetrics.learnedFrom(() => {
+    const state = this.happy_eyeballs
+    if (!state) return undefined
+    const learned = { connectTimes: state.connectTimes, egress: state.egress }
+    return learnedGauges(learned, state.connectivity?.current(), state.settings)
+  })
 }
 
 /** The message each record belongs to, so a refusal seen on a socket reaches its queue notes. */
@@ -174,6 +181,8 @@ function configureWatch(plugin: Plugin): void {
     dns: () => current().dns,
     health: () => current().health,
     senderPolicy: () => current().policyMemory,
+    hostFamilies: () => current().connectivity?.current(),
+    learned: () => ({ connectTimes: current().connectTimes, egress: current().egress }),
     onResult: (r) => processMetrics.watched(r),
     log,
   })
@@ -251,6 +260,9 @@ function buildState(plugin: Plugin, settings: Settings): State {
   const shared = redis ? new SharedState(redis.store, settings.redis.prefix) : undefined
   health.shareThrough(shared)
   policyMemory.shareThrough(shared)
+  const learned = learnedState(plugin, settings, previous)
+  learned.connectTimes.shareThrough(shared)
+  learned.egress.shareThrough(shared)
   const compiled = compilePatterns(settings.policy.patterns)
   for (const p of compiled.problems) plugin.logwarn(`${LOG_PREFIX}happy_eyeballs.ini: ${p}`)
 
@@ -284,7 +296,7 @@ function buildState(plugin: Plugin, settings: Settings): State {
     settings,
     health,
     ...(previous?.watch ? { watch: previous.watch } : {}),
-    ...learnedState(plugin, settings, previous),
+    ...learned,
     policyMemory,
     ...(redis ? { redis } : {}),
     ...(shared ? { shared } : {}),
@@ -319,11 +331,11 @@ function learnedState(
   const connectTimes =
     previous && same('cache')
       ? previous.connectTimes
-      : new ConnectTimes({ ttlMs: settings.cache.ttlS * 1000, maxEntries: settings.cache.maxEntries })
+      : new SharingConnectTimes({ ttlMs: settings.cache.ttlS * 1000, maxEntries: settings.cache.maxEntries })
   const egress =
     previous && same('egress', 'cache')
       ? previous.egress
-      : new EgressMemory({
+      : new SharingEgressMemory({
           destinations: settings.egress.ipv6ImpairedAfter,
           windowMs: settings.egress.windowS * 1000,
           maxEntries: settings.cache.maxEntries,

@@ -1076,7 +1076,8 @@ const SCENARIOS = [
             'routeDomain (lib/route) with racing off, as in scenario 6 (2 MX hosts × 2 AAAA + 2 A, ' +
               'in-memory DNS), timed one plan at a time. In-process: the local health cache alone. With Redis: ' +
               'a second cache that first warms from a real redis-server on loopback (one MGET of the ' +
-              "message's MX host families, addresses and policy records, filled by another cache), then plans.",
+              "message's MX host families, addresses, policy records, learnt connect times and this host's egress " +
+              'evidence, filled by another cache), then plans.',
             `Median µs per plan, per run: in-process ${inProcess.map((x) => x.toFixed(1)).join(', ')}; ` +
               `with Redis ${withRedis.map((x) => x.toFixed(1)).join(', ')}. p99 (median over runs): ` +
               `in-process ${median(p99.inProcess).toFixed(1)} µs, with Redis ${median(p99.withRedis).toFixed(1)} µs ` +
@@ -1087,8 +1088,9 @@ const SCENARIOS = [
             `Plans whose warm did not get Redis's answer within 20 ms (planned from local state), per run: ` +
               `${late.join(', ')} of ${QUICK ? 500 : 2000}.`,
             `Redis memory: INFO memory used_memory before and after ${fmtInt(REDIS_MEMORY_DESTINATIONS)} ` +
-              'destinations, each one MX host with an IPv6 and an IPv4 address and an outcome on both ' +
-              `(${memory.keys} keys: per address and per MX host family, JSON values with a TTL): ` +
+              'destinations, each one MX host with an IPv6 and an IPv4 address, an outcome on both and an ' +
+              `IPv4 connect time (${memory.keys} keys: per address, per MX host family and the MX host's ` +
+              'IPv4 connect time, compact JSON arrays with a TTL): ' +
               `${fmtInt(memory.bytes)} bytes, ${memory.perDestination.toFixed(0)} bytes per destination.`,
             'Stock Haraka plans nothing and shares nothing: no comparison.',
           ],
@@ -1265,6 +1267,7 @@ function sharedWorker(redis, settings) {
     RedisStore,
   } = require('../dist/lib/redis-store')
   const { SharedState, SharingHealthCache, SharingPolicyMemory } = require('../dist/lib/shared-health')
+  const { SharingConnectTimes, SharingEgressMemory } = require('../dist/lib/shared-learned')
   const options = redisClientOptions({ host: redis.host, port: redis.port, db: 0 }, {}, 512)
   const store = new RedisStore(createRedisClient(options), {
     timeoutMs: settings.redis.timeoutMs,
@@ -1281,9 +1284,21 @@ function sharedWorker(redis, settings) {
     ttlMs: settings.policy.ttlS * 1000,
     maxEntries: settings.cache.maxEntries,
   })
+  const times = new SharingConnectTimes({
+    ttlMs: settings.cache.ttlS * 1000,
+    maxEntries: settings.cache.maxEntries,
+  })
+  const egress = new SharingEgressMemory({
+    destinations: settings.egress.ipv6ImpairedAfter,
+    windowMs: settings.egress.windowS * 1000,
+    maxEntries: settings.cache.maxEntries,
+    host: 'bench.host',
+  })
   health.shareThrough(shared)
   policy.shareThrough(shared)
-  return { store, shared, health, policy }
+  times.shareThrough(shared)
+  egress.shareThrough(shared)
+  return { store, shared, health, policy, times }
 }
 
 const waitFor = (check, what) => support.waitUntil(check, 10000, what, { everyMs: 5 })
@@ -1389,6 +1404,8 @@ async function redisMemoryPerDestination(redis, n) {
       const v4 = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`
       w.health.record(v6, 'ipv6', exchange, { ok: false, error: 'connect ETIMEDOUT', latencyMs: 250, at })
       w.health.record(v4, 'ipv4', exchange, { ok: true, latencyMs: 12, at })
+      // The IPv4 connect's time: the MX host's learnt attempt delay.
+      w.times.record({ exchange, family: 'ipv4', connectMs: 12, at })
       if (w.store.inFlight > 400) await waitFor(() => w.store.inFlight < 100, 'the shared writes')
     }
     await waitFor(() => w.store.inFlight === 0, 'the shared writes')
@@ -1396,7 +1413,7 @@ async function redisMemoryPerDestination(redis, n) {
     w.store.close()
   }
   const keys = Number(/^:(\d+)/.exec(await redis.command(['DBSIZE']))[1])
-  if (keys !== 4 * n) throw new Error(`expected ${4 * n} keys in Redis, found ${keys}`)
+  if (keys !== 5 * n) throw new Error(`expected ${5 * n} keys in Redis, found ${keys}`)
   const bytes = (await redis.usedMemory()) - before
   return { bytes, keys, perDestination: bytes / n }
 }

@@ -16,6 +16,8 @@ export interface ConnectSample {
   family: Family
   /** From the attempt's start to its TCP connect. */
   connectMs: number
+  /** Epoch ms of the connect; now by default. */
+  at?: number
 }
 
 /** A smoothed connect time, and whether it is the MX host's own or this host's for the family. */
@@ -40,9 +42,21 @@ export interface DelayBounds {
 
 type Smoothed = Omit<ConnectEstimate, 'of'>
 
+/** An MX host's own smoothed connect time and when its last sample was taken (epoch ms). */
+export interface OwnEstimate extends Smoothed {
+  at: number
+}
+
 const mxKey = (exchange: string, family: Family): string =>
   `m ${exchange.toLowerCase().replace(/\.$/, '')} ${family}`
 const hostKey = (family: Family): string => `h ${family}`
+
+const estimateOf = (e: OwnEstimate, of: ConnectEstimate['of']): ConnectEstimate => ({
+  srttMs: e.srttMs,
+  rttvarMs: e.rttvarMs,
+  samples: e.samples,
+  of,
+})
 
 /** RFC 6298 §2: the first sample sets SRTT = R, RTTVAR = R/2; later ones smooth. */
 export function smooth(prev: Smoothed | undefined, r: number): Smoothed {
@@ -53,13 +67,15 @@ export function smooth(prev: Smoothed | undefined, r: number): Smoothed {
 }
 
 export class ConnectTimes {
-  private readonly entries: LRUCache<string, Smoothed> | undefined
+  private readonly entries: LRUCache<string, OwnEstimate> | undefined
+  readonly ttlMs: number
 
   constructor(opts: ConnectTimesOptions) {
+    this.ttlMs = opts.ttlMs
     // ttl 0 means "remember nothing": lru-cache would read it as "never expire".
     this.entries =
       opts.ttlMs > 0
-        ? new LRUCache<string, Smoothed>({
+        ? new LRUCache<string, OwnEstimate>({
             max: opts.maxEntries,
             ttl: opts.ttlMs,
             ...(opts.perf ? { perf: opts.perf, ttlResolution: 0 } : {}),
@@ -69,16 +85,42 @@ export class ConnectTimes {
 
   record(s: ConnectSample): void {
     if (!this.entries || !Number.isFinite(s.connectMs) || s.connectMs < 0) return
+    const at = s.at ?? Date.now()
     for (const k of [mxKey(s.exchange, s.family), hostKey(s.family)])
-      this.entries.set(k, smooth(this.entries.get(k), s.connectMs))
+      this.entries.set(k, { ...smooth(this.entries.get(k), s.connectMs), at })
   }
 
   /** The MX host's own estimate for the family, else this host's for the family. */
   read(exchange: string, family: Family): ConnectEstimate | undefined {
     const own = this.entries?.get(mxKey(exchange, family))
-    if (own) return { ...own, of: 'mx' }
+    if (own) return estimateOf(own, 'mx')
     const host = this.entries?.get(hostKey(family))
-    return host ? { ...host, of: 'host' } : undefined
+    return host ? estimateOf(host, 'host') : undefined
+  }
+
+  /** This host's estimate for the family, from every MX host's connects. */
+  hostEstimate(family: Family): ConnectEstimate | undefined {
+    const host = this.entries?.peek(hostKey(family))
+    return host ? estimateOf(host, 'host') : undefined
+  }
+
+  /** The MX host's own estimate for the family with its time: what is shared. */
+  own(exchange: string, family: Family): OwnEstimate | undefined {
+    return this.entries?.get(mxKey(exchange, family))
+  }
+
+  /**
+   * Takes an MX host's estimate learnt elsewhere unless the local one is as new; it expires
+   * a TTL after its last sample. This host's own per-family estimate is left as it is.
+   */
+  fill(exchange: string, family: Family, estimate: OwnEstimate, now = Date.now()): boolean {
+    const left = estimate.at + this.ttlMs - now
+    if (!this.entries || left <= 0) return false
+    const k = mxKey(exchange, family)
+    const local = this.entries.get(k)
+    if (local && local.at >= estimate.at) return false
+    this.entries.set(k, { ...estimate }, { ttl: Math.min(this.ttlMs, left) })
+    return true
   }
 
   /** Whether the MX host has connect times of its own (either family). */

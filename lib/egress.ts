@@ -38,9 +38,17 @@ export interface EgressOptions {
   onChange?(state: EgressState): void
 }
 
-interface Evidence {
+/** What is known about one MX host within the window (epoch ms). */
+export interface Evidence {
   v6UnansweredAt?: number
   v4ConnectedAt?: number
+}
+
+/** The evidence as plain data, so it can be shared between this host's processes. */
+export interface EgressEvidence {
+  /** Epoch ms of the last IPv6 success: evidence before it is void. */
+  clearedAt?: number
+  hosts: Array<[exchange: string, evidence: Evidence]>
 }
 
 /** The most MX hosts kept as evidence, whatever [cache] max_entries allows. */
@@ -52,8 +60,11 @@ export class EgressMemory {
   private readonly evidence: LRUCache<string, Evidence> | undefined
   private impaired = false
   private since: number | undefined
+  private clearedAt: number | undefined
+  readonly windowMs: number
 
   constructor(private readonly opts: EgressOptions) {
+    this.windowMs = opts.windowMs
     this.evidence =
       opts.destinations > 0 && opts.windowMs > 0
         ? new LRUCache<string, Evidence>({
@@ -70,6 +81,7 @@ export class EgressMemory {
     if (e.family === 'ipv6' && e.outcome === 'connected') {
       // IPv6 works from here again: every piece of evidence against it is void.
       this.evidence.clear()
+      this.clearedAt = Math.max(this.clearedAt ?? e.at, e.at)
       this.settle(e.at)
       return
     }
@@ -108,10 +120,81 @@ export class EgressMemory {
     return destinations
   }
 
+  /** The evidence about one MX host, if any (its recency untouched). */
+  evidenceFor(exchange: string): Evidence | undefined {
+    return this.evidence?.peek(key(exchange))
+  }
+
+  /** The evidence kept, newest first, at most `max` MX hosts: what another process can take. */
+  evidenceOf(max = EVIDENCE_MAX): EgressEvidence {
+    const hosts: EgressEvidence['hosts'] = []
+    for (const [k, v] of this.evidence?.entries() ?? []) {
+      if (hosts.length >= max) break
+      hosts.push([k, { ...v }])
+    }
+    return { ...(this.clearedAt !== undefined ? { clearedAt: this.clearedAt } : {}), hosts }
+  }
+
+  /**
+   * Takes evidence from another process of this host: a later IPv6 success voids what is
+   * older here, the newest time of each kind wins, nothing older than the window is taken.
+   * Returns whether anything changed.
+   */
+  merge(other: EgressEvidence, now = Date.now()): boolean {
+    const evidence = this.evidence
+    if (!evidence) return false
+    let changed = false
+    const cleared = Math.max(this.clearedAt ?? -Infinity, other.clearedAt ?? -Infinity)
+    if (other.clearedAt !== undefined && other.clearedAt > (this.clearedAt ?? -Infinity)) {
+      this.clearedAt = other.clearedAt
+      for (const [k, v] of [...evidence.entries()]) {
+        const kept = valid(v, cleared, now - this.opts.windowMs)
+        if (kept.v6UnansweredAt === v.v6UnansweredAt && kept.v4ConnectedAt === v.v4ConnectedAt) continue
+        changed = true
+        if (kept.v6UnansweredAt === undefined && kept.v4ConnectedAt === undefined) evidence.delete(k)
+        else evidence.set(k, kept, { noUpdateTTL: true })
+      }
+    }
+    for (const [exchange, theirs] of other.hosts) {
+      const k = key(exchange)
+      const incoming = valid(theirs, cleared, now - this.opts.windowMs)
+      const mine = evidence.get(k) ?? {}
+      const v6 = newest(mine.v6UnansweredAt, incoming.v6UnansweredAt)
+      const v4 = newest(mine.v4ConnectedAt, incoming.v4ConnectedAt)
+      if (v6 === mine.v6UnansweredAt && v4 === mine.v4ConnectedAt) continue
+      const newestAt = Math.max(v6 ?? -Infinity, v4 ?? -Infinity)
+      evidence.set(
+        k,
+        {
+          ...(v6 !== undefined ? { v6UnansweredAt: v6 } : {}),
+          ...(v4 !== undefined ? { v4ConnectedAt: v4 } : {}),
+        },
+        { ttl: Math.max(1, Math.min(this.opts.windowMs, newestAt + this.opts.windowMs - now)) },
+      )
+      changed = true
+    }
+    if (changed) this.settle(now)
+    return changed
+  }
+
   clear(): void {
     this.evidence?.clear()
     this.impaired = false
     this.since = undefined
+    this.clearedAt = undefined
+  }
+}
+
+const newest = (a: number | undefined, b: number | undefined): number | undefined =>
+  a === undefined ? b : b === undefined ? a : Math.max(a, b)
+
+/** The times of `e` after the last IPv6 success and within the window. */
+function valid(e: Evidence, clearedAt: number, oldest: number): Evidence {
+  const ok = (t: unknown): t is number =>
+    typeof t === 'number' && Number.isFinite(t) && t > clearedAt && t > oldest
+  return {
+    ...(ok(e.v6UnansweredAt) ? { v6UnansweredAt: e.v6UnansweredAt } : {}),
+    ...(ok(e.v4ConnectedAt) ? { v4ConnectedAt: e.v4ConnectedAt } : {}),
   }
 }
 

@@ -2,9 +2,13 @@
 // (the learnt attempt delay) and this host's IPv6 egress. One function reads a race into both
 // stores; one gives the race its per-target delay.
 
+import type { Settings } from './config'
 import type { ConnectTimes, DelayBounds } from './connect-times'
 import { learnedDelay } from './connect-times'
+import type { HostFamilies } from './connectivity'
 import type { EgressMemory } from './egress'
+import type { LearnedGauges } from './metrics'
+import { queryPlanOf } from './planning'
 import type { AttemptRecord, RaceResult, RaceSocket, RaceTarget } from './race'
 
 export interface Learned {
@@ -54,4 +58,22 @@ export function delayFor(
   bounds: DelayBounds,
 ): (target: Pick<RaceTarget, 'exchange' | 'family'>) => number {
   return (t) => learnedDelay(connectTimes.read(t.exchange, t.family), bounds)
+}
+
+/** The gauges of this host's state: egress, the families it sends from, the learnt delay. */
+export function learnedGauges(
+  learned: Learned,
+  hostFamilies: HostFamilies | undefined,
+  settings: Settings,
+): LearnedGauges {
+  const bounds = { minMs: settings.race.minAttemptDelayMs, maxMs: settings.race.attemptDelayMs }
+  const usable = queryPlanOf(hostFamilies, settings)?.families
+  return {
+    ipv6EgressImpaired: Boolean(learned.egress?.read().ipv6Impaired),
+    ...(usable ? { usableFamilies: usable } : {}),
+    attemptDelayMs: {
+      ipv4: learnedDelay(learned.connectTimes?.hostEstimate('ipv4'), bounds),
+      ipv6: learnedDelay(learned.connectTimes?.hostEstimate('ipv6'), bounds),
+    },
+  }
 }

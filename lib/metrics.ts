@@ -169,7 +169,19 @@ export const METRIC = {
   watchLastProbe: 'happy_eyeballs_watch_last_probe_timestamp_seconds',
   watchConnect: 'happy_eyeballs_watch_connect_seconds',
   redisErrors: 'happy_eyeballs_redis_errors_total',
+  egressImpaired: 'happy_eyeballs_ipv6_egress_impaired',
+  familyUsable: 'happy_eyeballs_host_family_usable',
+  attemptDelay: 'happy_eyeballs_attempt_delay_seconds',
 } as const
+
+/** What this process has learnt about its own host, read at each scrape. */
+export interface LearnedGauges {
+  ipv6EgressImpaired: boolean
+  /** The families this host can send from; absent when the check is off ([main] connectivity_check_s=0). */
+  usableFamilies?: readonly Family[]
+  /** The attempt delay an MX host without connect times of its own gets now, per family. */
+  attemptDelayMs: Record<Family, number>
+}
 
 /** The plugin's metrics on a registry of their own (not prom-client's global one). */
 export class PluginMetrics {
@@ -183,6 +195,7 @@ export class PluginMetrics {
   private readonly raceDuration: Histogram
   private readonly redisErrorCount: Counter
   private healthSize: () => number = () => 0
+  private learned: () => LearnedGauges | undefined = () => undefined
   // A message's record is counted once, whichever of its hooks sees it first.
   private readonly counted = new WeakSet<DeliveryRecord>()
   // Watched domains are labels: the operator's [watch] list bounds them.
@@ -251,6 +264,45 @@ export class PluginMetrics {
         this.set(healthSize())
       },
     })
+    // This host's state as each worker sees it. In cluster mode the master serves egress as
+    // impaired when some worker judges it so, a family as usable when every worker can use it,
+    // and the workers' mean delay.
+    const learned = (): LearnedGauges | undefined => this.learned()
+    new Gauge({
+      name: METRIC.egressImpaired,
+      help: "1 when this host's IPv6 egress is judged impaired (new destinations start with IPv4), else 0",
+      aggregator: 'max',
+      registers,
+      collect() {
+        const l = learned()
+        if (l) this.set(l.ipv6EgressImpaired ? 1 : 0)
+        else this.reset()
+      },
+    })
+    new Gauge({
+      name: METRIC.familyUsable,
+      help: 'Whether this host can send from the family (a usable source address): 1 or 0',
+      labelNames: ['family'],
+      aggregator: 'min',
+      registers,
+      collect() {
+        const usable = learned()?.usableFamilies
+        if (!usable) return this.reset()
+        for (const family of FAMILIES) this.labels({ family }).set(usable.includes(family) ? 1 : 0)
+      },
+    })
+    new Gauge({
+      name: METRIC.attemptDelay,
+      help: "The attempt delay an MX host without connect times of its own gets, learnt from this host's connects",
+      labelNames: ['family'],
+      aggregator: 'average',
+      registers,
+      collect() {
+        const l = learned()
+        if (!l) return this.reset()
+        for (const family of FAMILIES) this.labels({ family }).set(l.attemptDelayMs[family] / 1000)
+      },
+    })
     // In cluster mode each worker watches for its own cache: the master serves a family as up
     // only when every worker reached it, the latest probe, the mean time, the summed probes.
     this.watchUp = new Gauge({
@@ -302,6 +354,17 @@ export class PluginMetrics {
         return size()
       } catch {
         return 0
+      }
+    }
+  }
+
+  /** Where the gauges of this host's egress, families and learnt delay read their values. */
+  learnedFrom(read: () => LearnedGauges | undefined): void {
+    this.learned = () => {
+      try {
+        return read()
+      } catch {
+        return undefined
       }
     }
   }

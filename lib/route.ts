@@ -2,9 +2,9 @@
 // do — deliver to this list, defer or bounce with this status and reason. The result is the
 // message's delivery record.
 
-import { classifyAddress, type Family } from './classify'
+import type { Family } from './classify'
 import type { Settings } from './config'
-import { familiesToQuery, type HostFamilies, mayLimit, type QueryPlan, unusableReason } from './connectivity'
+import type { HostFamilies, QueryPlan } from './connectivity'
 import type { MessageConnects } from './connects'
 import {
   type DeliveryRecord,
@@ -15,6 +15,7 @@ import {
 } from './delivery'
 import type { HealthCache } from './health'
 import { seededRandom } from './order'
+import { planningOptions, queryPlanOf } from './planning'
 import { leadingFamilyOf, type Plan, planAddresses, type PlanOptions } from './plan'
 import type { PolicyView } from './policy-memory'
 import type { SwitchedHost } from './sender-policy'
@@ -105,8 +106,6 @@ function warm<S extends RaceSocket>(deps: MessageRoute<S>, request: WarmRequest)
   }))
 }
 
-const LOOPBACK: Record<Family, string> = { ipv4: '127.0.0.1', ipv6: '::1' }
-
 /** The plan's candidates as connect targets: the configured port and a bind per family. */
 export function targetsOf(plan: Plan, settings: Settings): RaceTarget[] {
   return plan.kept.map((c) => ({
@@ -146,9 +145,7 @@ export async function routeDomain<S extends RaceSocket>(
   routeDeps: RouteDeps<S>,
 ): Promise<DeliveryRecord> {
   const { hostFamilies, settings } = routeDeps
-  const query = hostFamilies
-    ? familiesToQuery(hostFamilies, (f) => classifyAddress(LOOPBACK[f], settings.filter.policy).routable)
-    : undefined
+  const query = queryPlanOf(hostFamilies, settings)
   const deps: MessageRoute<S> = { ...routeDeps, ...(query ? { query } : {}) }
   const { racer } = deps
   if (!racer || !settings.race.enabled) {
@@ -164,34 +161,8 @@ const resolveOptions = <S extends RaceSocket>(deps: MessageRoute<S>): { families
   deps.query ? { families: deps.query.families } : {}
 
 /** The planning options of this message; `random` drives the shuffle of equal MX hosts. */
-function planOptions<S extends RaceSocket>(deps: MessageRoute<S>, random?: () => number): PlanOptions {
-  const { settings, hostFamilies, learned } = deps
-  return {
-    policy: settings.filter.policy,
-    prefer: settings.prefer,
-    firstFamilyCount: settings.firstFamilyCount,
-    maxAddresses: settings.maxAddresses,
-    health: deps.health,
-    family: settings.family,
-    ...(settings.policy.enabled && deps.senderPolicy ? { senderPolicy: deps.senderPolicy } : {}),
-    ...(deps.switched ? { switched: deps.switched } : {}),
-    ...(random ? { random } : {}),
-    ...(hostFamilies && mayLimit(hostFamilies)
-      ? {
-          unusable: (a: string, f: Family) => unusableReason(hostFamilies, f, a),
-          ...(deps.query ? { notQueried: deps.query.notQueried } : {}),
-        }
-      : {}),
-    ...(learned?.egress
-      ? {
-          egress: {
-            ipv6Impaired: learned.egress.read().ipv6Impaired,
-            known: (h: string) => Boolean(learned.connectTimes?.knows(h)),
-          },
-        }
-      : {}),
-  }
-}
+const planOptions = <S extends RaceSocket>(deps: MessageRoute<S>, random?: () => number): PlanOptions =>
+  planningOptions(deps, random)
 
 /** The record of one message, as far as it went. */
 function recordOf<S extends RaceSocket>(

@@ -3,8 +3,9 @@
 // stay in front and planning reads only them: before a message is planned, `warm` fills them
 // from the store for that message's MX hosts and addresses in one read, waiting at most the
 // store's timeout. Every local write goes on to the store (write-through, fire-and-forget)
-// with the local cache's TTL. More kinds of record (learned delays, impaired families) join
-// as a SharedKind: a key per id, a TTL, and how a value fills its local cache.
+// with the local cache's TTL. Other kinds of record join as a SharedKind: a key per id, a TTL,
+// and how a value fills its local cache (learnt connect times and IPv6 egress evidence:
+// lib/shared-learned).
 
 import { LRUCache } from 'lru-cache'
 
@@ -26,8 +27,8 @@ export interface SharedKind<V> {
   ttlMs(): number
   idsFor(request: WarmRequest): string[]
   encode(value: V): string
-  /** Undefined for anything this version cannot read: it is ignored. */
-  decode(text: string): V | undefined
+  /** Undefined for anything this version cannot read: it is ignored. `id` as in the key. */
+  decode(text: string, id: string): V | undefined
   /** Fills the local cache with a value read from the store, unless the local one is newer. */
   fill(id: string, value: V, now: number): boolean
 }
@@ -96,7 +97,7 @@ export class SharedState {
       const text = values[i]
       if (typeof text !== 'string') return
       try {
-        const value = kind.decode(text)
+        const value = kind.decode(text, id)
         if (value !== undefined && kind.fill(id, value, now)) filled++
       } catch {
         // a record another version wrote, or garbage: ignored
@@ -122,9 +123,59 @@ export const exchangeId = (exchange: string): string => exchange.toLowerCase().r
 const familyId = (exchange: string, family: Family): string => `${exchangeId(exchange)}|${family}`
 const FAMILIES: readonly Family[] = ['ipv6', 'ipv4']
 
-/** A shared outcome record, or undefined for anything else. */
-export function decodeOutcome(text: string): SharedOutcome | undefined {
-  const v = JSON.parse(text) as Partial<SharedOutcome> | null
+// Records are short JSON arrays, without field names (a third of the bytes of the objects the
+// first version wrote). Records in that older object form are still read, so a rolling upgrade
+// shares both ways until the last old worker is gone; an old worker ignores the new form.
+//   outcome: [family 4|6, flags (1 ok, 2 slow), latencyMs, at, error or 0, since or 0, address]
+//            an address record leaves out its address, which is its key's id;
+//            trailing zeros are left out.
+//   refusal: [until, refusal]
+
+const OK = 1
+const SLOW = 2
+const finite = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n)
+
+/** The compact form of an outcome record; `withAddress` false when the key names it. */
+export function encodeOutcome(v: SharedOutcome, withAddress = true): string {
+  const o = v.outcome
+  const flags = (o.ok ? OK : 0) | (o.slow ? SLOW : 0)
+  const record: Array<string | number> = [
+    v.family === 'ipv6' ? 6 : 4,
+    flags,
+    Math.round(o.latencyMs * 10) / 10,
+    o.at,
+    o.error ?? 0,
+    v.since ?? 0,
+    withAddress ? v.address : 0,
+  ]
+  while (record.length > 4 && record[record.length - 1] === 0) record.pop()
+  return JSON.stringify(record)
+}
+
+/** A shared outcome record, either form, or undefined for anything else. */
+export function decodeOutcome(text: string, address?: string): SharedOutcome | undefined {
+  const v = JSON.parse(text) as unknown
+  if (Array.isArray(v)) return decodeCompactOutcome(v as unknown[], address)
+  return decodeObjectOutcome(v as Partial<SharedOutcome> | null)
+}
+
+function decodeCompactOutcome(v: unknown[], keyAddress: string | undefined): SharedOutcome | undefined {
+  const [fam, flags, latencyMs, at, error, since, address] = v
+  const family = fam === 6 ? 'ipv6' : fam === 4 ? 'ipv4' : undefined
+  const where = typeof address === 'string' && address ? address : keyAddress
+  if (!family || !where || !finite(flags) || !finite(latencyMs) || !finite(at)) return undefined
+  const outcome: ConnectOutcome = {
+    ok: (flags & OK) !== 0,
+    latencyMs,
+    at,
+    ...(typeof error === 'string' && error ? { error } : {}),
+    ...((flags & SLOW) !== 0 ? { slow: true } : {}),
+  }
+  return { address: where, family, outcome, ...(finite(since) && since > 0 ? { since } : {}) }
+}
+
+/** The object form the first version wrote. */
+function decodeObjectOutcome(v: Partial<SharedOutcome> | null): SharedOutcome | undefined {
   const o = v?.outcome as Partial<ConnectOutcome> | undefined
   if (!v || typeof v.address !== 'string' || (v.family !== 'ipv4' && v.family !== 'ipv6')) return undefined
   if (!o || typeof o.ok !== 'boolean' || typeof o.at !== 'number' || typeof o.latencyMs !== 'number')
@@ -156,8 +207,8 @@ export class SharingHealthCache extends HealthCache {
     tag: 'f',
     ttlMs: () => this.outcomeTtlMs,
     idsFor: (r) => r.exchanges.flatMap((x) => FAMILIES.map((f) => familyId(x, f))),
-    encode: (v) => JSON.stringify(v),
-    decode: decodeOutcome,
+    encode: (v) => encodeOutcome(v),
+    decode: (text) => decodeOutcome(text),
     fill: (id, v, now) => {
       if (!this.fillShared(v, id.slice(0, id.lastIndexOf('|')), now)) return false
       this.noteFailing(id, v.outcome, v.since)
@@ -170,8 +221,8 @@ export class SharingHealthCache extends HealthCache {
     tag: 'a',
     ttlMs: () => this.outcomeTtlMs,
     idsFor: (r) => [...r.addresses],
-    encode: (v) => JSON.stringify(v),
-    decode: decodeOutcome,
+    encode: (v) => encodeOutcome(v, false),
+    decode: (text, id) => decodeOutcome(text, id),
     fill: (_id, v, now) => this.fillShared(v, undefined, now),
   }
 
@@ -231,12 +282,18 @@ export class SharingHealthCache extends HealthCache {
   }
 }
 
-/** A shared policy refusal, or undefined for anything else. */
+export const encodeRefusal = (v: RememberedRefusal): string => JSON.stringify([v.until, v.refusal])
+
+/** A shared policy refusal, either form, or undefined for anything else. */
 export function decodeRefusal(text: string): RememberedRefusal | undefined {
-  const v = JSON.parse(text) as Partial<RememberedRefusal> | null
-  return v && typeof v.refusal === 'string' && typeof v.until === 'number'
-    ? { refusal: v.refusal, until: v.until }
-    : undefined
+  const parsed = JSON.parse(text) as unknown
+  const [until, refusal] = Array.isArray(parsed)
+    ? (parsed as unknown[])
+    : [
+        (parsed as Partial<RememberedRefusal> | null)?.until,
+        (parsed as Partial<RememberedRefusal> | null)?.refusal,
+      ]
+  return typeof refusal === 'string' && finite(until) ? { refusal, until } : undefined
 }
 
 /** Policy memory whose refusals are shared, and filled from what others shared. */
@@ -248,7 +305,7 @@ export class SharingPolicyMemory extends PolicyMemory {
     tag: 'p',
     ttlMs: () => this.refusalTtlMs,
     idsFor: (r) => r.exchanges.map(exchangeId),
-    encode: (v) => JSON.stringify(v),
+    encode: encodeRefusal,
     decode: decodeRefusal,
     fill: (id, v, now) => {
       if (v.until <= now) return false

@@ -10,12 +10,15 @@ import type { Family } from './classify'
 import type { Settings } from './config'
 import { describeUnusable } from './delivery'
 import { describeError } from './errors'
+import type { HostFamilies } from './connectivity'
 import type { HealthCache } from './health'
+import { type Learned, learnFromRace } from './learned'
 import { attemptOutcome, type AttemptOutcomeLabel } from './metrics'
 import { planAddresses } from './plan'
+import { planningOptions, queryPlanOf } from './planning'
 import type { PolicyView } from './policy-memory'
 import type { AttemptRecord, RaceResult, RaceSocket, RaceTarget } from './race'
-import { type DnsClient, type Resolution, resolveDestination } from './resolve'
+import { type DnsClient, type Resolution, type ResolveOptions, resolveDestination } from './resolve'
 import { recordRace, targetsOf } from './route'
 import { probeGreeting } from './greeting-probe'
 
@@ -65,11 +68,15 @@ export interface WatchDeps {
   dns(): DnsClient
   health(): HealthCache | undefined
   senderPolicy?(): PolicyView | undefined
+  /** The families this host can send from now: not queried, not probed where unusable. */
+  hostFamilies?(): HostFamilies | undefined
+  /** Connect times and IPv6 egress learnt across destinations: probes feed them as races do. */
+  learned?(): Learned | undefined
   /** Each domain's result, as soon as its probes ended. */
   onResult?(result: DomainWatch): void
   log: WatchLog
   /** For tests: the resolver and the probe of one address. */
-  resolve?(domain: string, dns: DnsClient): Promise<Resolution>
+  resolve?(domain: string, dns: DnsClient, options: ResolveOptions): Promise<Resolution>
   probe?(target: RaceTarget, timeoutMs: number): Promise<RaceResult<RaceSocket>>
   /** For tests: epoch ms. */
   now?(): number
@@ -227,7 +234,9 @@ export class Watcher {
     const settings = this.deps.settings()
     const dns = this.deps.dns()
     const resolve = this.deps.resolve ?? resolveDestination
-    const resolution = await limit(() => resolve(domain, dns))
+    const hostFamilies = this.deps.hostFamilies?.()
+    const query = queryPlanOf(hostFamilies, settings)
+    const resolution = await limit(() => resolve(domain, dns, query ? { families: query.families } : {}))
     const without = (problem: string): DomainWatch => ({
       domain,
       at: now(),
@@ -244,18 +253,22 @@ export class Watcher {
         return without(`DNS lookup failed: ${resolution.detail}`)
     }
 
-    // Planned as routeDomain plans a message: the same filters, family rules and memory.
-    const senderPolicy = settings.policy.enabled ? this.deps.senderPolicy?.() : undefined
+    // Planned as routeDomain plans a message: the same options, built by the same function.
     const known = this.deps.health()
-    const plan = planAddresses(resolution.domain, resolution.hosts, {
-      policy: settings.filter.policy,
-      prefer: settings.prefer,
-      firstFamilyCount: settings.firstFamilyCount,
-      maxAddresses: settings.maxAddresses,
-      ...(known ? { health: known } : {}),
-      family: settings.family,
-      ...(senderPolicy ? { senderPolicy } : {}),
-    })
+    const senderPolicy = this.deps.senderPolicy?.()
+    const learned = this.deps.learned?.()
+    const plan = planAddresses(
+      resolution.domain,
+      resolution.hosts,
+      planningOptions({
+        settings,
+        ...(known ? { health: known } : {}),
+        ...(senderPolicy ? { senderPolicy } : {}),
+        ...(hostFamilies ? { hostFamilies } : {}),
+        ...(query ? { query } : {}),
+        ...(learned ? { learned } : {}),
+      }),
+    )
     const targets = targetsOf(plan, settings)
     if (!targets.length) {
       const dnsOnly = !plan.filtered.length && plan.dnsErrors.length
@@ -291,7 +304,9 @@ export class Watcher {
           family.connectMs = ms
       }
       // A stopped watcher's probes teach nothing: its settings may be gone.
-      const health = this.stopped ? undefined : this.deps.health()
+      if (this.stopped) continue
+      if (learned) learnFromRace(learned, race, settings.race.attemptDelayMs, now())
+      const health = this.deps.health()
       if (!health) continue
       if (silent) {
         const { address, family: f, exchange } = target

@@ -13,6 +13,7 @@ import { type FleetReport, fleetText, summarizeFleet } from '../lib/cli/fleet'
 import type { ConnectOutcome } from '../lib/health'
 import { createRedisClient, describeEndpoint, redisClientOptions, RedisStore } from '../lib/redis-store'
 import { SharedState, SharingHealthCache, SharingPolicyMemory } from '../lib/shared-health'
+import { SharingEgressMemory } from '../lib/shared-learned'
 import { freePort, startRedis, type TestRedis } from './support/harness'
 
 function capture(): { io: CliIo; out: () => string; err: () => string } {
@@ -63,10 +64,43 @@ describe('fleet status', () => {
         'p:mx.c.test',
         JSON.stringify({ refusal: 'IPv6 refused by policy at mx.c.test', until: T0 + 86_400_000 }),
       ],
+      ['e:mta1.test', JSON.stringify([T0 - 9000, ['mx.b.test', T0, T0], ['mx.d.test', T0 + 1000, 0]])],
+      ['e:mta2.test', JSON.stringify([0, ['mx.a.test', T0, T0], ['mx.b.test', T0, T0]])],
+      // Evidence older than the window, and evidence before the last IPv6 success: none counts.
+      [
+        'e:mta3.test',
+        JSON.stringify([T0 - 500, ['mx.a.test', T0 - 700_000, T0], ['mx.b.test', T0 - 600, T0]]),
+      ],
       ['f:garbage|ipv6', '{nope'],
       ['x:unknown', '1'],
     ])
-    const r = summarizeFleet('redis://127.0.0.1:6379', 'he:', values, false)
+    const r = summarizeFleet('redis://127.0.0.1:6379', 'he:', values, false, {
+      ipv6ImpairedAfter: 2,
+      windowMs: 600_000,
+      now: T0 + 2000,
+    })
+    assert.deepEqual(r.egress, [
+      {
+        host: 'mta1.test',
+        ipv6Impaired: false,
+        destinations: ['mx.b.test'],
+        last: '2026-12-01T10:00:01Z',
+        workedAt: '2026-12-01T09:59:51Z',
+      },
+      {
+        host: 'mta2.test',
+        ipv6Impaired: true,
+        destinations: ['mx.a.test', 'mx.b.test'],
+        last: '2026-12-01T10:00:00Z',
+      },
+      {
+        host: 'mta3.test',
+        ipv6Impaired: false,
+        destinations: [],
+        last: '2026-12-01T10:00:00Z',
+        workedAt: '2026-12-01T09:59:59Z',
+      },
+    ])
     assert.deepEqual(r.families, {
       ipv4: { hosts: 1, failingHosts: 0, slowHosts: 0, addresses: 1, failingAddresses: 0 },
       ipv6: { hosts: 2, failingHosts: 1, slowHosts: 1, addresses: 1, failingAddresses: 1 },
@@ -95,6 +129,11 @@ describe('fleet status', () => {
       text,
       /^ {2}mx\.a\.test since 2026-12-01T10:00:00Z \(last 2026-12-01T10:00:05Z: 2001:db8::1 connect ECONNREFUSED\)$/m,
     )
+    assert.match(
+      text,
+      /^IPv6 egress of mta2\.test: impaired \(unanswered at mx\.a\.test, mx\.b\.test; last 2026-12-01T10:00:00Z\)$/m,
+    )
+    assert.match(text, /^IPv6 egress of mta1\.test: not impaired .*; IPv6 worked 2026-12-01T09:59:51Z$/m)
     assert.match(text, /^ {2}mx\.c\.test until 2026-12-02T10:00:00Z: IPv6 refused by policy at mx\.c\.test$/m)
   })
 
@@ -130,9 +169,16 @@ describe('fleet status', () => {
           const shared = new SharedState(store, 'fleet:')
           const health = new SharingHealthCache({ ttlMs: 600_000, maxEntries: 100 })
           const policy = new SharingPolicyMemory({ ttlMs: 86_400_000, maxEntries: 100 })
+          const egress = new SharingEgressMemory({
+            destinations: 3,
+            windowMs: 600_000,
+            maxEntries: 100,
+            host: 'mta1.test',
+          })
           health.shareThrough(shared)
           policy.shareThrough(shared)
-          return { store, shared, health, policy }
+          egress.shareThrough(shared)
+          return { store, shared, health, policy, egress }
         })
         const end = Date.now() + 10000
         while (!stores.every((s) => s.up) && Date.now() < end) await new Promise((r) => setTimeout(r, 20))
@@ -143,6 +189,17 @@ describe('fleet status', () => {
         b.health.record('2001:db8::1', 'ipv6', 'mx.a.test', refused(now - 1000))
         b.health.record('192.0.2.1', 'ipv4', 'mx.a.test', worked(now))
         b.policy.remember('mx.c.test', 'IPv6 refused by policy at mx.c.test', now)
+        for (const [w, x] of [
+          [a, 'mx1.test'],
+          [b, 'mx2.test'],
+          [a, 'mx3.test'],
+        ] as const) {
+          while (stores.some((s) => s.inFlight > 0) && Date.now() < end)
+            await new Promise((r) => setTimeout(r, 5))
+          await w.shared.warm({ exchanges: [x], addresses: [] })
+          w.egress.record({ exchange: x, family: 'ipv6', outcome: 'unanswered', at: now })
+          w.egress.record({ exchange: x, family: 'ipv4', outcome: 'connected', at: now })
+        }
         while (stores.some((s) => s.inFlight > 0) && Date.now() < end)
           await new Promise((r) => setTimeout(r, 5))
 
@@ -165,6 +222,14 @@ describe('fleet status', () => {
         assert.equal(await main(['status', '--config', dir], text.io), 0, text.err())
         assert.match(text.out(), /^MX hosts with impaired IPv6: 1$/m)
         assert.match(text.out(), /^MX hosts on IPv4 by policy: 1$/m)
+        assert.deepEqual(
+          fleet.egress.map((e) => [e.host, e.ipv6Impaired, e.destinations]),
+          [['mta1.test', true, ['mx1.test', 'mx2.test', 'mx3.test']]],
+        )
+        assert.match(
+          text.out(),
+          /^IPv6 egress of mta1\.test: impaired \(unanswered at mx1\.test, mx2\.test, mx3\.test;/m,
+        )
       } finally {
         for (const s of stores) s.close()
       }

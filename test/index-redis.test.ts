@@ -87,7 +87,9 @@ describe('get_mx hook with [redis] against a real redis-server', function () {
     }
     await redis.command(['SET', 'idx:f:mx.dual.test|ipv6', JSON.stringify(outcome), 'PX', '60000'])
     const record = await route('dual.test')
-    assert.deepEqual(record.shared, { store: 'read', keys: 5, filled: 1 })
+    // One MX host, two addresses: its two families, its addresses, its policy refusal, its
+    // two learnt connect times, and this host's egress evidence.
+    assert.deepEqual(record.shared, { store: 'read', keys: 8, filled: 1 })
     assert.equal(record.decision.action, 'deliver')
     if (record.decision.action === 'deliver')
       assert.deepEqual(
@@ -111,7 +113,7 @@ describe('get_mx hook with [redis] against a real redis-server', function () {
     try {
       load({ enabled: 'true', host: '127.0.0.1', port: String(redis.port) })
       const record = await route('dual.test')
-      assert.deepEqual(record.shared, { store: 'unavailable', keys: 5, filled: 0 })
+      assert.deepEqual(record.shared, { store: 'unavailable', keys: 8, filled: 0 })
       assert.equal(record.decision.action, 'deliver')
     } finally {
       plugin.shutdown()

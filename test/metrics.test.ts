@@ -4,10 +4,18 @@
 
 import assert from 'node:assert/strict'
 
+import { AggregatorRegistry } from 'prom-client'
+
 import { type Family, RANGE_NAMES } from '../lib/classify'
+import { parseSettings } from '../lib/config'
+import { ConnectTimes } from '../lib/connect-times'
+import type { HostFamilies } from '../lib/connectivity'
+import { EgressMemory } from '../lib/egress'
+import { learnedGauges } from '../lib/learned'
 import { MessageConnects } from '../lib/connects'
 import { type DeliveryRecord, STATUS } from '../lib/delivery'
 import {
+  type LearnedGauges,
   ATTEMPT_OUTCOMES,
   attemptOutcome,
   decidedStatus,
@@ -355,6 +363,93 @@ describe('metrics: the registry', () => {
       throw new Error('gone')
     })
     assert.match(await m.text(), /^happy_eyeballs_health_entries 0$/m)
+  })
+})
+
+describe("metrics: this host's egress, families and learnt delay", () => {
+  const gauges = (text: string): string[] =>
+    text
+      .split('\n')
+      .filter((l) =>
+        /^happy_eyeballs_(ipv6_egress_impaired|host_family_usable|attempt_delay_seconds)/.test(l),
+      )
+      .sort()
+
+  it('read at scrape time from the plugin state; without a state only egress, at 0; a failing source the same', async () => {
+    const m = new PluginMetrics()
+    assert.deepEqual(gauges(await m.text()), ['happy_eyeballs_ipv6_egress_impaired 0'])
+    let value: LearnedGauges = {
+      ipv6EgressImpaired: true,
+      usableFamilies: ['ipv4'],
+      attemptDelayMs: { ipv4: 120, ipv6: 250 },
+    }
+    m.learnedFrom(() => value)
+    assert.deepEqual(gauges(await m.text()), [
+      'happy_eyeballs_attempt_delay_seconds{family="ipv4"} 0.12',
+      'happy_eyeballs_attempt_delay_seconds{family="ipv6"} 0.25',
+      'happy_eyeballs_host_family_usable{family="ipv4"} 1',
+      'happy_eyeballs_host_family_usable{family="ipv6"} 0',
+      'happy_eyeballs_ipv6_egress_impaired 1',
+    ])
+    value = { ipv6EgressImpaired: false, attemptDelayMs: { ipv4: 250, ipv6: 250 } }
+    assert.deepEqual(gauges(await m.text()), [
+      'happy_eyeballs_attempt_delay_seconds{family="ipv4"} 0.25',
+      'happy_eyeballs_attempt_delay_seconds{family="ipv6"} 0.25',
+      'happy_eyeballs_ipv6_egress_impaired 0',
+    ])
+    m.learnedFrom(() => {
+      throw new Error('gone')
+    })
+    assert.deepEqual(gauges(await m.text()), ['happy_eyeballs_ipv6_egress_impaired 0'])
+  })
+
+  it('in a cluster: impaired when some worker judges it so, usable when every worker can, the mean delay', async () => {
+    const worker = (v: LearnedGauges) => {
+      const m = new PluginMetrics()
+      m.learnedFrom(() => v)
+      return m.registry.getMetricsAsJSON()
+    }
+    const merged = AggregatorRegistry.aggregate(
+      await Promise.all([
+        worker({
+          ipv6EgressImpaired: false,
+          usableFamilies: ['ipv4', 'ipv6'],
+          attemptDelayMs: { ipv4: 100, ipv6: 200 },
+        }),
+        worker({
+          ipv6EgressImpaired: true,
+          usableFamilies: ['ipv4'],
+          attemptDelayMs: { ipv4: 300, ipv6: 250 },
+        }),
+      ]),
+    )
+    assert.deepEqual(gauges(await merged.metrics()), [
+      'happy_eyeballs_attempt_delay_seconds{family="ipv4"} 0.2',
+      'happy_eyeballs_attempt_delay_seconds{family="ipv6"} 0.225',
+      'happy_eyeballs_host_family_usable{family="ipv4"} 1',
+      'happy_eyeballs_host_family_usable{family="ipv6"} 0',
+      'happy_eyeballs_ipv6_egress_impaired 1',
+    ])
+  })
+
+  it('learnedGauges: the families queried, the host-wide learnt delay within the bounds, egress', () => {
+    const settings = parseSettings({ race: { min_attempt_delay_ms: '50', attempt_delay_ms: '300' } }).settings
+    const connectTimes = new ConnectTimes({ ttlMs: 600_000, maxEntries: 100 })
+    connectTimes.record({ exchange: 'mx.test', family: 'ipv4', connectMs: 20 })
+    const egress = new EgressMemory({ destinations: 1, windowMs: 600_000, maxEntries: 100 })
+    egress.record({ exchange: 'mx.test', family: 'ipv6', outcome: 'unanswered', at: Date.now() })
+    egress.record({ exchange: 'mx.test', family: 'ipv4', outcome: 'connected', at: Date.now() })
+    const noIpv6: HostFamilies = { ipv4: { scopes: ['global'] }, ipv6: { scopes: ['link-local'] } }
+    assert.deepEqual(learnedGauges({ connectTimes, egress }, noIpv6, settings), {
+      ipv6EgressImpaired: true,
+      usableFamilies: ['ipv4'],
+      // 2 × 20 + 4 × 10 = 80 ms for IPv4; nothing known for IPv6: the maximum.
+      attemptDelayMs: { ipv4: 80, ipv6: 300 },
+    })
+    assert.deepEqual(learnedGauges({}, undefined, settings), {
+      ipv6EgressImpaired: false,
+      attemptDelayMs: { ipv4: 300, ipv6: 300 },
+    })
   })
 })
 

@@ -11,7 +11,11 @@ import { routeDomain } from '../lib/route'
 import type { ConnectOutcome } from '../lib/health'
 import { createRedisClient, describeEndpoint, redisClientOptions, RedisStore } from '../lib/redis-store'
 import {
+  decodeOutcome,
+  decodeRefusal,
+  encodeOutcome,
   type KeyValueStore,
+  type SharedOutcome,
   SharedState,
   SharingHealthCache,
   SharingPolicyMemory,
@@ -83,10 +87,43 @@ describe('shared state', () => {
         ['fleet1:p:mx.dead6.test', 86_400_000],
       ],
     )
-    assert.deepEqual(JSON.parse(store.values.get('fleet1:p:mx.dead6.test')?.value ?? ''), {
-      refusal: 'IPv6 refused by policy',
-      until: 1000 + 86_400_000,
+    // Compact values: no field names; an address record leaves out the address its key names.
+    assert.deepEqual(
+      [...store.values.values()].map((v) => v.value),
+      [
+        '[6,0,1,1,"connect ECONNREFUSED"]',
+        '[6,0,1,1,"connect ECONNREFUSED",1,"2001:db8::25"]',
+        '[86401000,"IPv6 refused by policy"]',
+      ],
+    )
+  })
+
+  it('compact records read back whole; records of the older object form are still read', () => {
+    const slow: SharedOutcome = {
+      address: '192.0.2.25',
+      family: 'ipv4',
+      outcome: { ok: false, slow: true, latencyMs: 1000.04, at: 5 },
+    }
+    assert.deepEqual(decodeOutcome(encodeOutcome(slow)), {
+      ...slow,
+      outcome: { ...slow.outcome, latencyMs: 1000 },
     })
+    const ok: SharedOutcome = {
+      address: '2001:db8::25',
+      family: 'ipv6',
+      outcome: { ok: true, latencyMs: 3, at: 7 },
+    }
+    assert.equal(encodeOutcome(ok, false), '[6,1,3,7]')
+    assert.deepEqual(decodeOutcome(encodeOutcome(ok, false), '2001:db8::25'), ok)
+    assert.equal(decodeOutcome(encodeOutcome(ok, false)), undefined, 'no address in the value nor the key')
+    const failedSince: SharedOutcome = { ...ok, outcome: failed(9), since: 4 }
+    assert.deepEqual(decodeOutcome(encodeOutcome(failedSince)), failedSince)
+    // As the first version wrote them.
+    assert.deepEqual(decodeOutcome(JSON.stringify(failedSince)), failedSince)
+    assert.deepEqual(decodeRefusal(JSON.stringify({ refusal: 'r', until: 9 })), { refusal: 'r', until: 9 })
+    assert.deepEqual(decodeRefusal('[9,"r"]'), { refusal: 'r', until: 9 })
+    assert.equal(decodeOutcome('[5,0,1,1]', '::1'), undefined)
+    assert.equal(decodeRefusal('["r",9]'), undefined)
   })
 
   it('the newest outcome wins: an older shared failure does not undo a newer local success', async () => {

@@ -181,6 +181,32 @@ describe('status summary', () => {
     assert.equal(r.race.p50Ms, 38)
     assert.equal(r.healthEntries, 4)
   })
+
+  it("this host's egress, families and learnt delay, in the report and its text; unknown without the gauges", async () => {
+    const m = new PluginMetrics()
+    m.learnedFrom(() => ({
+      ipv6EgressImpaired: true,
+      usableFamilies: ['ipv4'],
+      attemptDelayMs: { ipv4: 120, ipv6: 250 },
+    }))
+    const r = summarize('u', parseExposition(await m.text()).samples)
+    assert.deepEqual(r.host, {
+      ipv6EgressImpaired: true,
+      familyUsable: { ipv4: true, ipv6: false },
+      attemptDelayMs: { ipv4: 120, ipv6: 250 },
+    })
+    assert.match(
+      statusText(r),
+      /^this host: IPv6 egress impaired \(new destinations start with IPv4\); sends from ipv4 yes, ipv6 no; attempt delay for new MX hosts ipv4 120 ms, ipv6 250 ms$/m,
+    )
+    const older = summarize('u', parseExposition('happy_eyeballs_health_entries 1\n').samples)
+    assert.deepEqual(older.host, {
+      ipv6EgressImpaired: null,
+      familyUsable: { ipv4: null, ipv6: null },
+      attemptDelayMs: { ipv4: null, ipv6: null },
+    })
+    assert.doesNotMatch(statusText(older), /this host/)
+  })
 })
 
 function capture(): { io: CliIo; out: () => string; err: () => string } {

@@ -3,9 +3,15 @@ import assert from 'node:assert/strict'
 import FakeTimers, { type Clock } from '@sinonjs/fake-timers'
 
 import { parseSettings, type Settings } from '../lib/config'
+import { ConnectTimes } from '../lib/connect-times'
+import type { HostFamilies } from '../lib/connectivity'
+import { EgressMemory } from '../lib/egress'
 import { HealthCache } from '../lib/health'
+import type { Learned } from '../lib/learned'
+import { planAddresses } from '../lib/plan'
+import { planningOptions, queryPlanOf } from '../lib/planning'
 import type { AttemptRecord, RaceResult, RaceSocket, RaceTarget } from '../lib/race'
-import type { DnsClient, Resolution } from '../lib/resolve'
+import type { DnsClient, Resolution, ResolveOptions } from '../lib/resolve'
 import { type DomainWatch, limiter, type WatchConfig, type WatchDeps, Watcher } from '../lib/watch'
 
 const MX = 'mx.watched.test'
@@ -207,6 +213,117 @@ describe('watch', () => {
       assert.equal(results.length, 6)
       assert.equal(r.probed.length, 6 * 3)
       assert.equal(most, 3)
+    })
+  })
+
+  describe('planned and learnt from as delivery', () => {
+    const noIpv6: HostFamilies = { ipv4: { scopes: ['global', 'loopback'] }, ipv6: { scopes: [] } }
+
+    function learning(
+      answers: (t: RaceTarget) => Answer,
+      deps: { hostFamilies?: HostFamilies; learned?: Learned; resolution?: (d: string) => Resolution } = {},
+    ) {
+      const probed: RaceTarget[] = []
+      const asked: ResolveOptions[] = []
+      const health = new HealthCache({ ttlMs: 600_000, maxEntries: 100 })
+      const settings = settingsWith()
+      const watcher = new Watcher(
+        { domains: ['watched.test'], intervalMs: 60_000, concurrency: 1, timeoutMs: 1_000 },
+        {
+          settings: () => settings,
+          dns: () => noDns,
+          health: () => health,
+          hostFamilies: () => deps.hostFamilies,
+          learned: () => deps.learned,
+          log: () => {},
+          resolve: (d, _dns, options) => {
+            asked.push(options)
+            return Promise.resolve(deps.resolution?.(d) ?? hosts('::1', '127.0.0.1'))
+          },
+          probe: (t) => {
+            probed.push(t)
+            return Promise.resolve(raceOf(t, answers(t)))
+          },
+          now: () => Date.now(),
+        },
+      )
+      return { watcher, probed, asked, health, settings }
+    }
+
+    it('a family this host cannot send from is neither queried nor probed, as for a message', async () => {
+      const r = learning(() => GREETED, { hostFamilies: noIpv6 })
+      await r.watcher.round()
+      assert.deepEqual(r.asked, [{ families: ['ipv4'] }])
+      assert.deepEqual(
+        r.probed.map((t) => t.address),
+        ['127.0.0.1'],
+      )
+      // The same inputs give delivery the same plan.
+      const resolution = hosts('::1', '127.0.0.1')
+      const plan = planAddresses(
+        'watched.test',
+        resolution.kind === 'hosts' ? resolution.hosts : [],
+        planningOptions({
+          settings: r.settings,
+          health: r.health,
+          hostFamilies: noIpv6,
+          query: queryPlanOf(noIpv6, r.settings),
+        }),
+      )
+      assert.deepEqual(
+        plan.kept.map((c) => c.address),
+        ['127.0.0.1'],
+      )
+    })
+
+    it('with IPv6 egress impaired the probes start with IPv4, as a new destination would', async () => {
+      const egress = new EgressMemory({ destinations: 1, windowMs: 600_000, maxEntries: 100 })
+      egress.record({ exchange: 'other.test', family: 'ipv6', outcome: 'unanswered', at: Date.now() })
+      egress.record({ exchange: 'other.test', family: 'ipv4', outcome: 'connected', at: Date.now() })
+      const connectTimes = new ConnectTimes({ ttlMs: 600_000, maxEntries: 100 })
+      const r = learning(() => GREETED, { learned: { egress, connectTimes } })
+      // Concurrency 1: the probes go out in the plan's order.
+      await r.watcher.round()
+      assert.deepEqual(
+        r.probed.map((t) => t.address),
+        ['127.0.0.1', '::1'],
+      )
+      const plain = learning(() => GREETED)
+      await plain.watcher.round()
+      assert.deepEqual(
+        plain.probed.map((t) => t.address),
+        ['::1', '127.0.0.1'],
+      )
+    })
+
+    it("probes feed the learnt connect times and the egress evidence, as a race's attempts do", async () => {
+      const egress = new EgressMemory({ destinations: 2, windowMs: 600_000, maxEntries: 100 })
+      const connectTimes = new ConnectTimes({ ttlMs: 600_000, maxEntries: 100 })
+      let exchange = 'mx1.test'
+      const r = learning(
+        (t) =>
+          t.family === 'ipv6'
+            ? { outcome: 'timed out', error: 'no answer in 1000 ms', ms: 1000 }
+            : { ...GREETED, ms: 12 },
+        {
+          learned: { egress, connectTimes },
+          resolution: () => ({
+            kind: 'hosts',
+            domain: 'watched.test',
+            implicit: false,
+            hosts: [{ exchange, preference: 10, addresses: ['::1', '127.0.0.1'], errors: [] }],
+          }),
+        },
+      )
+      await r.watcher.round()
+      assert.equal(connectTimes.read('mx1.test', 'ipv4')?.of, 'mx')
+      assert.equal(connectTimes.read('mx1.test', 'ipv4')?.srttMs, 12)
+      assert.equal(connectTimes.read('mx1.test', 'ipv6'), undefined, 'no IPv6 connect was measured')
+      assert.equal(egress.read().ipv6Impaired, false)
+      exchange = 'mx2.test'
+      await r.watcher.round()
+      assert.equal(egress.read().ipv6Impaired, true)
+      assert.deepEqual(egress.read().destinations.sort(), ['mx1.test', 'mx2.test'])
     })
   })
 

@@ -18,6 +18,7 @@ import {
   type RedisClientOptions,
 } from '../redis-store'
 import { decodeOutcome, decodeRefusal } from '../shared-health'
+import { decodeEvidence } from '../shared-learned'
 import { EndpointError } from './status'
 
 export interface FamilyHealth {
@@ -47,6 +48,18 @@ export interface PolicyHost {
   until: string
 }
 
+/** One Haraka host's IPv6 egress, from the evidence its workers share. */
+export interface HostEgress {
+  host: string
+  /** As the workers judge it: at least [egress] ipv6_impaired_after MX hosts of evidence. */
+  ipv6Impaired: boolean
+  /** MX hosts where IPv6 went unanswered while IPv4 worked, within the window. */
+  destinations: string[]
+  /** ISO time of the latest evidence, and of the last IPv6 success after evidence. */
+  last?: string
+  workedAt?: string
+}
+
 export interface FleetReport {
   /** `redis://127.0.0.1:6379/2` and the key prefix. */
   redis: string
@@ -54,6 +67,8 @@ export interface FleetReport {
   families: Record<Family, FamilyHealth>
   impairedIpv6: ImpairedHost[]
   ipv4ByPolicy: PolicyHost[]
+  /** Each host whose workers shared egress evidence. */
+  egress: HostEgress[]
   /** Keys read; `truncated` when there were more than the bound. */
   keys: number
   truncated: boolean
@@ -72,19 +87,29 @@ const emptyHealth = (): FamilyHealth => ({
   failingAddresses: 0,
 })
 
+/** How the workers judge egress ([egress] ipv6_impaired_after and window_s), and now. */
+export interface FleetEgressRule {
+  ipv6ImpairedAfter?: number
+  windowMs?: number
+  now?: number
+}
+
 /** The report from the shared records: `values` maps a key (without the prefix) to its value. */
 export function summarizeFleet(
   redis: string,
   prefix: string,
   values: ReadonlyMap<string, string>,
   truncated: boolean,
+  egress: FleetEgressRule = {},
 ): FleetReport {
+  const { ipv6ImpairedAfter = 3, windowMs = Infinity, now = Date.now() } = egress
   const report: FleetReport = {
     redis,
     prefix,
     families: { ipv4: emptyHealth(), ipv6: emptyHealth() },
     impairedIpv6: [],
     ipv4ByPolicy: [],
+    egress: [],
     keys: values.size,
     truncated,
   }
@@ -110,19 +135,37 @@ export function summarizeFleet(
             })
         }
       } else if (tag === 'a:') {
-        const v = decodeOutcome(text)
+        const v = decodeOutcome(text, id)
         if (!v) continue
         report.families[v.family].addresses++
         if (!v.outcome.ok && !v.outcome.slow) report.families[v.family].failingAddresses++
       } else if (tag === 'p:') {
         const v = decodeRefusal(text)
         if (v) report.ipv4ByPolicy.push({ exchange: id, refusal: v.refusal, until: iso(v.until) })
+      } else if (tag === 'e:') {
+        const v = decodeEvidence(text)
+        if (!v) continue
+        const recent = (t: number | undefined): boolean =>
+          t !== undefined && t > now - windowMs && t > (v.clearedAt ?? -Infinity)
+        const complete = v.hosts.filter(([, e]) => recent(e.v6UnansweredAt) && recent(e.v4ConnectedAt))
+        const latest = Math.max(
+          ...v.hosts.flatMap(([, e]) => [e.v6UnansweredAt ?? 0, e.v4ConnectedAt ?? 0]),
+          0,
+        )
+        report.egress.push({
+          host: id,
+          ipv6Impaired: ipv6ImpairedAfter > 0 && complete.length >= ipv6ImpairedAfter,
+          destinations: complete.map(([x]) => x).sort(),
+          ...(latest > 0 ? { last: iso(latest) } : {}),
+          ...(v.clearedAt !== undefined ? { workedAt: iso(v.clearedAt) } : {}),
+        })
       }
     } catch {
       // a record of another version, or garbage: not counted
     }
   }
   report.impairedIpv6.sort((a, b) => a.since.localeCompare(b.since) || a.exchange.localeCompare(b.exchange))
+  report.egress.sort((a, b) => a.host.localeCompare(b.host))
   report.ipv4ByPolicy.sort((a, b) => a.until.localeCompare(b.until) || a.exchange.localeCompare(b.exchange))
   return report
 }
@@ -173,6 +216,7 @@ export async function fetchFleet(
   settings: Settings['redis'],
   redisIni: unknown,
   timeoutMs: number,
+  egress?: FleetEgressRule,
 ): Promise<FleetReport> {
   const merged = redisClientOptions(settings, redisIni, 1000)
   const options: RedisClientOptions = {
@@ -193,7 +237,7 @@ export async function fetchFleet(
       return readShared(client, settings.prefix)
     })()
     const { values, truncated } = await Promise.race([read, deadline])
-    return summarizeFleet(endpoint, settings.prefix, values, truncated)
+    return summarizeFleet(endpoint, settings.prefix, values, truncated, egress)
   } catch (err) {
     throw new EndpointError(`no answer from ${endpoint}: ${describeError(err)}`)
   } finally {
@@ -225,6 +269,11 @@ export function fleetText(r: FleetReport): string {
     lines.push(`  ${h.exchange} since ${h.since} (last ${h.last}: ${h.address} ${h.error})`)
   lines.push(`MX hosts on IPv4 by policy: ${r.ipv4ByPolicy.length}`)
   for (const p of r.ipv4ByPolicy) lines.push(`  ${p.exchange} until ${p.until}: ${p.refusal}`)
+  for (const e of r.egress) {
+    const state = e.ipv6Impaired ? 'impaired' : 'not impaired'
+    const at = e.destinations.length ? ` (unanswered at ${e.destinations.join(', ')}; last ${e.last})` : ''
+    lines.push(`IPv6 egress of ${e.host}: ${state}${at}${e.workedAt ? `; IPv6 worked ${e.workedAt}` : ''}`)
+  }
   if (r.truncated) lines.push(`(only the first ${r.keys} keys were read)`)
   return lines.join('\n') + '\n'
 }

@@ -14,7 +14,7 @@ import { dnsUnreachable, memoDns, planDomain } from './plan'
 import { probePlan, type ProbeReport } from './probe'
 import { type CliOutput, Progress } from './progress'
 import { planJson, planText, probeJson, probeText, statusJson, statusText } from './render'
-import { fetchFleet, fleetText, readRedisIni } from './fleet'
+import { fetchFleet, type FleetEgressRule, fleetText, readRedisIni } from './fleet'
 import { EndpointError, fetchStatus } from './status'
 
 export type { CliOutput } from './progress'
@@ -94,12 +94,17 @@ async function run(argv: string[], io: CliIo): Promise<number> {
 async function status(opts: StatusOptions, io: CliIo): Promise<number> {
   const timeoutMs = opts.timeoutMs ?? 5000
   let redis: Settings['redis'] | undefined
+  let egress: FleetEgressRule | undefined
   if (opts.configDir !== undefined) {
     const warn = (msg: string): void => {
       io.stderr.write(`${PROG}: warning: ${msg}\n`)
     }
     const { settings, problems } = parseSettings(loadRawIni(opts.configDir, warn))
     for (const p of problems) warn(`${CONFIG_FILE}: ${p}`)
+    egress = {
+      ipv6ImpairedAfter: settings.egress.ipv6ImpairedAfter,
+      windowMs: settings.egress.windowS * 1000,
+    }
     if (settings.redis.enabled) redis = settings.redis
     else if (!opts.metricsUrl)
       throw new UsageError(
@@ -109,7 +114,7 @@ async function status(opts: StatusOptions, io: CliIo): Promise<number> {
   try {
     const [report, fleet] = await Promise.all([
       opts.metricsUrl ? fetchStatus(opts.metricsUrl, timeoutMs) : undefined,
-      redis ? fetchFleet(redis, readRedisIni(opts.configDir), timeoutMs) : undefined,
+      redis ? fetchFleet(redis, readRedisIni(opts.configDir), timeoutMs, egress) : undefined,
     ])
     if (opts.json) {
       const out = { ...(report ? statusJson(report) : {}), ...(fleet ? { fleet } : {}) }

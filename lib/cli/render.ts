@@ -191,6 +191,23 @@ const byCount = (counts: Record<string, number>): string =>
     .map(([k, n]) => `${k} ${n}`)
     .join(', ') || 'none'
 
+/** `this host: IPv6 egress impaired; sends from IPv4 yes, IPv6 no; attempt delay IPv4 250 ms, IPv6 120 ms` */
+function hostLine(h: StatusReport['host']): string | undefined {
+  const parts: string[] = []
+  if (h.ipv6EgressImpaired !== null)
+    parts.push(
+      h.ipv6EgressImpaired ? 'IPv6 egress impaired (new destinations start with IPv4)' : 'IPv6 egress works',
+    )
+  const fams = ['ipv4', 'ipv6'] as const
+  if (fams.some((f) => h.familyUsable[f] !== null))
+    parts.push(`sends from ${fams.map((f) => `${f} ${h.familyUsable[f] ? 'yes' : 'no'}`).join(', ')}`)
+  if (fams.some((f) => h.attemptDelayMs[f] !== null))
+    parts.push(
+      `attempt delay for new MX hosts ${fams.map((f) => `${f} ${h.attemptDelayMs[f] ?? '?'} ms`).join(', ')}`,
+    )
+  return parts.length ? `this host: ${parts.join('; ')}` : undefined
+}
+
 /** `watched example.org (latest 2026-12-01T10:40:16.000Z): ipv6 down, ipv4 up 3 ms` */
 function watchedLine(w: WatchedStatus): string {
   const families = (['ipv6', 'ipv4'] as const).flatMap((f) => {
@@ -231,6 +248,8 @@ export function statusText(r: StatusReport): string {
       : 'races: none',
   )
   if (r.healthEntries !== null) lines.push(`health cache entries: ${r.healthEntries}`)
+  const host = hostLine(r.host)
+  if (host) lines.push(host)
   for (const w of r.watched) lines.push(watchedLine(w))
   return lines.join('\n') + '\n'
 }

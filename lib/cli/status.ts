@@ -1,7 +1,7 @@
 // `status`: what a running Haraka's plugin has seen, read from its /metrics endpoint and
 // summed per family: attempts by outcome, deliveries, fallbacks, filtered addresses by reason,
-// the plugin's deferrals and bounces by status, the race durations, and the watched domains'
-// latest results.
+// the plugin's deferrals and bounces by status, the race durations, this host's IPv6 egress,
+// families and learnt attempt delay, and the watched domains' latest results.
 
 import type { Family } from '../classify'
 import { ATTEMPT_OUTCOMES, type AttemptOutcomeLabel, METRIC } from '../metrics'
@@ -42,6 +42,16 @@ export interface WatchedStatus {
   families: Partial<Record<Family, WatchedFamilyStatus>>
 }
 
+/** What the plugin knows of its own host; null where the endpoint did not say. */
+export interface HostStatus {
+  /** IPv6 egress judged impaired: new destinations start with IPv4. */
+  ipv6EgressImpaired: boolean | null
+  /** The family has a usable source address (null with the connectivity check off). */
+  familyUsable: Record<Family, boolean | null>
+  /** The attempt delay an MX host without connect times of its own gets, ms. */
+  attemptDelayMs: Record<Family, number | null>
+}
+
 export interface StatusReport {
   url: string
   families: Record<Family, FamilyStatus>
@@ -49,6 +59,7 @@ export interface StatusReport {
   bounces: Record<string, number>
   race: RaceSummary
   healthEntries: number | null
+  host: HostStatus
   /** The [watch] domains, by name. */
   watched: WatchedStatus[]
 }
@@ -101,6 +112,11 @@ export function summarize(url: string, samples: Sample[]): StatusReport {
     bounces: {},
     race: { count: 0, meanMs: null, p50Ms: null, p90Ms: null, p99Ms: null },
     healthEntries: null,
+    host: {
+      ipv6EgressImpaired: null,
+      familyUsable: { ipv4: null, ipv6: null },
+      attemptDelayMs: { ipv4: null, ipv6: null },
+    },
     watched: [],
   }
   const watched = new Map<string, WatchedStatus>()
@@ -146,6 +162,16 @@ export function summarize(url: string, samples: Sample[]): StatusReport {
         break
       case METRIC.healthEntries:
         report.healthEntries = s.value
+        break
+      case METRIC.egressImpaired:
+        report.host.ipv6EgressImpaired = s.value >= 1
+        break
+      case METRIC.familyUsable:
+        if (isFamily(family)) report.host.familyUsable[family] = s.value >= 1
+        break
+      case METRIC.attemptDelay:
+        if (isFamily(family) && Number.isFinite(s.value))
+          report.host.attemptDelayMs[family] = Math.round(s.value * 1000)
         break
       case METRIC.watchUp:
         if (s.labels.domain && isFamily(family)) watchedFamily(s.labels.domain, family).up = s.value >= 1

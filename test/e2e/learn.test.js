@@ -2,7 +2,8 @@
 
 // What the plugin learns across destinations, in real Haraka 3.3.4 and 3.0.3: this host
 // without IPv6 (a namespace of the test's own) asks no AAAA and tries no IPv6; IPv6 black-holed
-// at several MX hosts makes the next new destination start with IPv4; fast connects make a
+// at several MX hosts makes the next new destination start with IPv4 (and the egress gauge
+// say so); fast connects make a
 // black-holed AAAA cost the learnt delay, not the fixed 250 ms. What happened is read from the
 // delivery record (attempt start times and delays are data, not wall-clock measurements).
 
@@ -65,8 +66,18 @@ for (const version of ['3.3.4', '3.0.3']) {
       suite.cleanup(() => sink.close())
       // ::1 is every host's AAAA here: with the health cache on, the address itself would go
       // behind IPv4 after the first black hole. Off, only the egress judgement can reorder.
-      const h = await haraka(`[main]\nport=${hole.port}\n[cache]\nttl_s=0\n[egress]\nipv6_impaired_after=3\n`)
+      const metricsPort = await freePort()
+      const h = await haraka(
+        `[main]\nport=${hole.port}\n[cache]\nttl_s=0\n[egress]\nipv6_impaired_after=3\n` +
+          `[metrics]\nlisten=127.0.0.1:${metricsPort}\n`,
+      )
       for (const d of ['e1.test', 'e2.test', 'e3.test', 'e4.test']) dualStack(d)
+      const egressGauge = async () => {
+        const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
+        return /^happy_eyeballs_ipv6_egress_impaired (\d+)$/m.exec(text)?.[1]
+      }
+      await h.waitForLog(new RegExp(`serving metrics at http://127\\.0\\.0\\.1:${metricsPort}/metrics`))
+      assert.equal(await egressGauge(), '0')
 
       for (const d of ['e1.test', 'e2.test', 'e3.test']) {
         const o = await send(h, `rcpt@${d}`)
@@ -78,6 +89,7 @@ for (const version of ['3.3.4', '3.0.3']) {
         assert.equal(o.record.plan.ipv4FirstForEgress, undefined, `${d}: too early to call IPv6 impaired`)
       }
       await h.waitForLog(/happy-eyeballs: IPv6 egress impaired: unanswered at .*while IPv4 worked/)
+      assert.equal(await egressGauge(), '1', 'the gauge shows the state the log line reported')
 
       const fourth = await send(h, 'rcpt@e4.test')
       assert.equal(fourth.kind, 'delivered', fourth.line)

@@ -110,8 +110,12 @@ for (const version of ['3.3.4', '3.0.3']) {
       assert.deepEqual(attemptedAddresses(other), ['127.0.0.1'])
       assert.equal(other.record.shared.store, 'read')
       assert.equal(other.ip, '127.0.0.1')
+      // The first worker's IPv4 connect time gives the other its learnt delay for this MX host:
+      // the minimum on loopback, where on its own it would know nothing and wait the maximum.
+      assert.equal(other.record.race.attempts[0].delayMs, 100)
       // What the first worker learned is in Redis, under the prefix, with a TTL.
       assert.match(await redis.command(['PTTL', 'happy-eyeballs:f:mx.dead6.test|ipv6']), /^:[1-9]\d*\r\n$/)
+      assert.match(await redis.command(['PTTL', 'happy-eyeballs:t:mx.dead6.test|ipv4']), /^:[1-9]\d*\r\n$/)
       assert.equal(count(h.log(), /sharing state through redis/g), 2)
       assert.equal(count(h.log(), OUTAGE_RE), 0)
     })
@@ -123,6 +127,9 @@ for (const version of ['3.3.4', '3.0.3']) {
       assert.deepEqual(ipv6Attempts(first), ['::1'])
       assert.deepEqual(ipv6Attempts(other), ['::1'])
       assert.equal(other.record.shared, undefined)
+      // Nothing measured in this worker yet: the configured (maximum) attempt delay.
+      const v4 = other.record.race.attempts.find((a) => a.target.family === 'ipv4')
+      assert.equal(v4.delayMs, 250)
     })
 
     it('Redis stopped mid-run and started again: every message as without it, one outage line, one recovery line', async function () {
