@@ -487,8 +487,24 @@ async function waitForOutcome(haraka, timeoutMs = 60000, { from = haraka.logLeng
 /** The outbound item uuid of an outcome line. */
 const ITEM_RE = /\[([0-9A-F-]+(?:\.\d+)+)\] \[outbound\]/i
 
+/**
+ * outbound.ini for delivering to MX stand-ins on loopback: Haraka 3.3.x skips loopback MX
+ * addresses unless local_mx_ok=true; 3.0.x only checks MX host names it resolved itself, so
+ * the plugin's IP literals pass with its default.
+ * @param {string} version
+ * @param {number} [connectTimeoutS]
+ */
+function loopbackOutbound(version, connectTimeoutS = 30) {
+  return { local_mx_ok: version === '3.0.3' ? undefined : true, connect_timeout: connectTimeoutS }
+}
+
+/** happy_eyeballs.ini lines that let the plugin plan the loopback stand-ins. */
+const LOOPBACK_FILTER = '[filter]\nallow[]=127.0.0.0/8\nallow[]=::1/128\n'
+
 module.exports = {
   HARAKA_VERSIONS,
+  LOOPBACK_FILTER,
+  loopbackOutbound,
   OUTCOME_RE,
   outcomeRe,
   queuedUuid,

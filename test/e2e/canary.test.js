@@ -14,7 +14,15 @@ const net = require('node:net')
 
 const fixtures = require('haraka-test-fixtures')
 
-const { startSink, startHaraka, sendMail, waitForOutcome, queuedUuid, freePort } = require('../../support')
+const {
+  startSink,
+  startHaraka,
+  sendMail,
+  waitForOutcome,
+  queuedUuid,
+  freePort,
+  loopbackOutbound,
+} = require('../../support')
 
 const CANARY_V4 = [
   '127.0.0.2',
@@ -44,13 +52,6 @@ const FORBIDDEN_A = [
 const CANARY_RECORDS = {
   aaaa: FORBIDDEN_AAAA.map(([zone]) => zone),
   a: FORBIDDEN_A.map(([zone]) => zone),
-}
-
-// Haraka 3.3.x skips loopback MX addresses itself unless local_mx_ok=true; 3.0.x checks only
-// host names it resolved, so the plugin's IP literals pass with its default.
-const OUTBOUND = {
-  '3.3.4': { local_mx_ok: true, connect_timeout: 10 },
-  '3.0.3': { local_mx_ok: undefined, connect_timeout: 10 },
 }
 
 const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
@@ -142,7 +143,7 @@ for (const version of ['3.3.4', '3.0.3']) {
         version,
         dnsPort: dns.port,
         plugins: ['happy-eyeballs'],
-        outbound: OUTBOUND[version],
+        outbound: loopbackOutbound(version, 10),
         // The test host's only IPv6 is ::1, which allow[] does not permit: with the connectivity
         // check on, no AAAA would be asked at all. Off, every forbidden AAAA is asked and judged.
         files: {

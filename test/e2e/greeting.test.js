@@ -7,12 +7,16 @@
 
 const assert = require('node:assert/strict')
 
-const { startSink, startHaraka, sendMail, waitForOutcome, queuedUuid, dnsSuite } = require('../../support')
-
-const OUTBOUND = {
-  '3.3.4': { local_mx_ok: true, connect_timeout: 30 },
-  '3.0.3': { local_mx_ok: undefined, connect_timeout: 30 },
-}
+const {
+  startSink,
+  startHaraka,
+  sendMail,
+  waitForOutcome,
+  queuedUuid,
+  dnsSuite,
+  loopbackOutbound,
+  LOOPBACK_FILTER,
+} = require('../../support')
 
 const REFUSAL = '421 4.7.0 mx.greet.test IPv6 not accepted'
 
@@ -27,10 +31,8 @@ for (const version of ['3.3.4', '3.0.3']) {
         version,
         dnsPort: suite.dns.port,
         plugins: plugin ? ['happy-eyeballs'] : [],
-        outbound: { ...OUTBOUND[version], ...outbound },
-        files: plugin
-          ? { 'happy_eyeballs.ini': `[filter]\nallow[]=127.0.0.0/8\nallow[]=::1/128\n${ini}` }
-          : {},
+        outbound: { ...loopbackOutbound(version), ...outbound },
+        files: plugin ? { 'happy_eyeballs.ini': `${LOOPBACK_FILTER}${ini}` } : {},
       })
       suite.cleanup(() => h.stop())
       return h
@@ -237,7 +239,7 @@ for (const version of ['3.3.4', '3.0.3']) {
       const h = await startHaraka({
         version,
         dnsPort: suite.dns.port,
-        outbound: { ...OUTBOUND[version], local_mx_ok: true, ipv6_enabled: true, ...outbound },
+        outbound: { ...loopbackOutbound(version), local_mx_ok: true, ipv6_enabled: true, ...outbound },
       })
       suite.cleanup(() => h.stop())
       return h

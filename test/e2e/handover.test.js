@@ -16,14 +16,10 @@ const {
   queuedUuid,
   freePort,
   dnsSuite,
+  loopbackOutbound,
 } = require('../../support')
 
 const PLUGIN_INI = '[filter]\nallow[]=127.0.0.0/8\nallow[]=::1/128\n'
-const OUTBOUND = {
-  '3.3.4': { local_mx_ok: true, connect_timeout: 10 },
-  '3.0.3': { local_mx_ok: undefined, connect_timeout: 10 },
-}
-
 // Sets the per-message local address the way Haraka documents it (todo.notes.outbound_ip).
 const OUTBOUND_IP_PLUGIN = `'use strict'
 exports.hook_send_email = function (next, hmail) {
@@ -61,7 +57,7 @@ describe('raced socket hand-over and per-message explanations', function () {
       dnsPort: suite.dns.port,
       plugins: [...plugins, 'happy-eyeballs'],
       pluginFiles,
-      outbound: { ...OUTBOUND[version], ...outbound },
+      outbound: { ...loopbackOutbound(version, 10), ...outbound },
       files: { 'happy_eyeballs.ini': `${PLUGIN_INI}${ini}` },
     })
     suite.cleanup(() => h.stop())

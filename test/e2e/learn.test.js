@@ -19,12 +19,9 @@ const {
   freePort,
   dnsSuite,
   runWithoutIpv6,
+  loopbackOutbound,
+  LOOPBACK_FILTER,
 } = require('../../support')
-
-const OUTBOUND = {
-  '3.3.4': { local_mx_ok: true, connect_timeout: 30 },
-  '3.0.3': { local_mx_ok: undefined, connect_timeout: 30 },
-}
 
 for (const version of ['3.3.4', '3.0.3']) {
   describe(`Haraka ${version} with happy-eyeballs: learning across destinations`, function () {
@@ -37,8 +34,8 @@ for (const version of ['3.3.4', '3.0.3']) {
         version,
         dnsPort: suite.dns.port,
         plugins: ['happy-eyeballs'],
-        outbound: OUTBOUND[version],
-        files: { 'happy_eyeballs.ini': `[filter]\nallow[]=127.0.0.0/8\nallow[]=::1/128\n${ini}` },
+        outbound: loopbackOutbound(version),
+        files: { 'happy_eyeballs.ini': `${LOOPBACK_FILTER}${ini}` },
       })
       suite.cleanup(() => h.stop())
       return h

@@ -19,15 +19,12 @@ const {
   queuedUuid,
   freePort,
   dnsSuite,
+  loopbackOutbound,
+  LOOPBACK_FILTER,
 } = require('../../support')
 const { parseExposition } = require('../../dist/lib/cli/prom-text')
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js')
-
-const OUTBOUND = {
-  '3.3.4': { local_mx_ok: true, connect_timeout: 30 },
-  '3.0.3': { local_mx_ok: undefined, connect_timeout: 30 },
-}
 
 /** GET http://address/metrics: status and body; rejects when nothing answers. */
 function scrape(address) {
@@ -104,8 +101,8 @@ for (const version of ['3.3.4', '3.0.3']) {
         version,
         dnsPort: suite.dns.port,
         plugins: ['happy-eyeballs'],
-        outbound: OUTBOUND[version],
-        files: { 'happy_eyeballs.ini': `[filter]\nallow[]=127.0.0.0/8\nallow[]=::1/128\n${ini}` },
+        outbound: loopbackOutbound(version),
+        files: { 'happy_eyeballs.ini': `${LOOPBACK_FILTER}${ini}` },
       })
       suite.cleanup(() => h.stop())
       return h
@@ -240,7 +237,7 @@ for (const version of ['3.3.4', '3.0.3']) {
         dnsPort: suite.dns.port,
         nodes: 2,
         plugins: ['happy-eyeballs'],
-        outbound: OUTBOUND[version],
+        outbound: loopbackOutbound(version),
         files: {
           'happy_eyeballs.ini': `[filter]\nallow[]=127.0.0.0/8\n[main]\nport=${sink.port}\n[metrics]\nlisten=127.0.0.1:${metricsPort}\n`,
         },

@@ -15,14 +15,9 @@ const {
   freePort,
   LINK_LOCAL,
   dnsSuite,
+  loopbackOutbound,
+  LOOPBACK_FILTER,
 } = require('../../support')
-
-// Haraka 3.3.x skips loopback MX addresses unless local_mx_ok=true; 3.0.x only checks MX
-// host names it resolved itself, so the plugin's IP literals pass with its default.
-const OUTBOUND = {
-  '3.3.4': { local_mx_ok: true, connect_timeout: 30 },
-  '3.0.3': { local_mx_ok: undefined, connect_timeout: 30 },
-}
 
 for (const version of ['3.3.4', '3.0.3']) {
   describe(`Haraka ${version} with happy-eyeballs`, function () {
@@ -35,8 +30,8 @@ for (const version of ['3.3.4', '3.0.3']) {
         version,
         dnsPort: suite.dns.port,
         plugins: ['happy-eyeballs'],
-        outbound: { ...OUTBOUND[version], ...outbound },
-        files: { 'happy_eyeballs.ini': `[filter]\nallow[]=127.0.0.0/8\nallow[]=::1/128\n${ini}` },
+        outbound: { ...loopbackOutbound(version), ...outbound },
+        files: { 'happy_eyeballs.ini': `${LOOPBACK_FILTER}${ini}` },
       })
       suite.cleanup(() => h.stop())
       return h

@@ -17,12 +17,9 @@ const {
   queuedUuid,
   freePort,
   dnsSuite,
+  loopbackOutbound,
+  LOOPBACK_FILTER,
 } = require('../../support')
-
-const OUTBOUND = {
-  '3.3.4': { local_mx_ok: true, connect_timeout: 30 },
-  '3.0.3': { local_mx_ok: undefined, connect_timeout: 30 },
-}
 
 /** Every address this message's record shows a connect to: the race's, then Haraka's own new ones. */
 function attemptedAddresses(outcome) {
@@ -62,8 +59,8 @@ for (const version of ['3.3.4', '3.0.3']) {
         dnsPort: suite.dns.port,
         nodes,
         plugins: ['happy-eyeballs'],
-        outbound: OUTBOUND[version],
-        files: { 'happy_eyeballs.ini': `[filter]\nallow[]=127.0.0.0/8\nallow[]=::1/128\n${ini}` },
+        outbound: loopbackOutbound(version),
+        files: { 'happy_eyeballs.ini': `${LOOPBACK_FILTER}${ini}` },
       })
       suite.cleanup(() => h.stop())
       return h

@@ -17,12 +17,8 @@ const {
   queuedUuid,
   freePort,
   dnsSuite,
+  loopbackOutbound,
 } = require('../../support')
-
-const OUTBOUND = {
-  '3.3.4': { local_mx_ok: true, connect_timeout: 30 },
-  '3.0.3': { local_mx_ok: undefined, connect_timeout: 30 },
-}
 
 const addresses = (record) => record.resolution.hosts.map((h) => [h.exchange, h.addresses, h.errors])
 
@@ -37,7 +33,7 @@ for (const version of ['3.3.4', '3.0.3']) {
         version,
         dnsPort: suite.dns.port,
         plugins: ['happy-eyeballs'],
-        outbound: OUTBOUND[version],
+        outbound: loopbackOutbound(version),
         files: {
           'happy_eyeballs.ini': `[main]\nport=${port}\n[filter]\nallow[]=127.0.0.0/8\nallow[]=::1/128\n`,
         },

@@ -18,15 +18,11 @@ const {
   queuedUuid,
   freePort,
   dnsSuite,
+  loopbackOutbound,
 } = require('../../support')
 const { parseExposition } = require('../../dist/lib/cli/prom-text')
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js')
-
-const OUTBOUND = {
-  '3.3.4': { local_mx_ok: true, connect_timeout: 30 },
-  '3.0.3': { local_mx_ok: undefined, connect_timeout: 30 },
-}
 
 function scrape(address) {
   return new Promise((resolve, reject) => {
@@ -92,7 +88,7 @@ for (const version of ['3.3.4', '3.0.3']) {
         version,
         dnsPort: suite.dns.port,
         plugins: ['happy-eyeballs'],
-        outbound: OUTBOUND[version],
+        outbound: loopbackOutbound(version),
         files: {
           'happy_eyeballs.ini': [
             '[main]',
