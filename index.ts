@@ -26,6 +26,7 @@ import {
   compilePatterns,
   DEFAULT_POLICY_PATTERNS,
   describeRefusal,
+  mayBePolicyRefusal,
   type NamedPattern,
   noteSwitch,
   type PolicyRefusal,
@@ -506,8 +507,12 @@ function watchPolicyReplies(
       `${text}${refusal.rewritten ? ' (given to Haraka as a 4xx)' : ''}; retrying over IPv4`,
     )
   }
-  filterReplies(socket, policyDecider(target, record, state.policyPatterns, onRefusal), (err) =>
-    plugin.logerror(`${LOG_PREFIX}reply filter failed, reply passed unchanged: ${describeError(err)}`),
+  filterReplies(
+    socket,
+    policyDecider(target, record, state.policyPatterns, onRefusal),
+    (err) =>
+      plugin.logerror(`${LOG_PREFIX}reply filter failed, reply passed unchanged: ${describeError(err)}`),
+    mayBePolicyRefusal,
   )
 }
 

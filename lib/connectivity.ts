@@ -57,8 +57,24 @@ function parse(address: string): Parsed | undefined {
   }
 }
 
+/**
+ * Scopes of address texts seen lately: every plan of a message asks for each of its addresses,
+ * and a busy queue sends the same few again and again. Bounded, oldest out first.
+ */
+const SCOPE_CACHE_MAX = 4096
+const scopeCache = new Map<string, SourceScope | null>()
+
 /** The scope an address has as a source or a destination; undefined when it is no address. */
 export function scopeOf(address: string): SourceScope | undefined {
+  const cached = scopeCache.get(address)
+  if (cached !== undefined) return cached ?? undefined
+  const scope = computeScope(address)
+  if (scopeCache.size >= SCOPE_CACHE_MAX) scopeCache.delete(scopeCache.keys().next().value as string)
+  scopeCache.set(address, scope ?? null)
+  return scope
+}
+
+function computeScope(address: string): SourceScope | undefined {
   const ip = parse(address)
   if (!ip) return undefined
   const range = ip.range()

@@ -38,6 +38,42 @@ export interface HarakaOutbound {
   track(entries: object[], targets: RaceTarget[], record: MessageConnects): void
 }
 
+/** The fields an entry this plugin builds carries (lib/route.ts MxEntry). */
+interface EntryFields {
+  exchange?: unknown
+  port?: unknown
+  bind?: unknown
+  from_dns?: unknown
+}
+
+/** `[2001:db8::1]:25 (mx.example.com)`, `192.0.2.1:25 from 192.0.2.7 (mx.example.com)`. */
+export function describeEntry(e: EntryFields): string {
+  const host = String(e.exchange ?? '')
+  const shown = host.includes(':') ? `[${host}]` : host
+  const bind = e.bind ? ` from ${String(e.bind)}` : ''
+  return `${shown}:${String(e.port ?? 25)}${bind} (${String(e.from_dns ?? host)})`
+}
+
+const compactClasses = new WeakMap<MxClass, MxClass>()
+
+/**
+ * Haraka's own HarakaMx, its instances written as one short string when JSON-encoded: Haraka
+ * 3.1+ logs every get_mx answer as the JSON of its entries (and builds that JSON again for a
+ * debug line); the address, port, bind and MX host say what an operator needs there, and the
+ * plugin's own log line says the rest. Still Haraka's class, so its pool gets the very entry.
+ */
+export function compactlyLogged(HarakaMx: MxClass): MxClass {
+  const known = compactClasses.get(HarakaMx)
+  if (known) return known
+  const Compact = class extends HarakaMx {
+    toJSON(): string {
+      return describeEntry(this as EntryFields)
+    }
+  }
+  compactClasses.set(HarakaMx, Compact)
+  return Compact
+}
+
 type SocketMaker = (options: { port: number; host: string; localAddress?: string }) => PoolSocket
 
 function tryRequire(req: HarakaRequire, name: string): unknown {
@@ -81,7 +117,7 @@ export function bindHarakaOutbound(req: HarakaRequire, opts: BindOptions): Harak
   const outbound = tryRequire(req, 'outbound') as
     { net_utils?: { HarakaMx?: MxClass; ip_in_list?: unknown } } | undefined
   const netUtils = outbound?.net_utils
-  const HarakaMx = typeof netUtils?.HarakaMx === 'function' ? netUtils.HarakaMx : undefined
+  const HarakaMx = typeof netUtils?.HarakaMx === 'function' ? compactlyLogged(netUtils.HarakaMx) : undefined
 
   const config = tryRequire(req, 'outbound/config') as
     { cfg?: { connect_timeout?: number; inet_prefer?: string } } | undefined

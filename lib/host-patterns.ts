@@ -64,16 +64,18 @@ export function familyPolicyFor(
   rules: FamilyRules | undefined,
 ): HostFamilyPolicy {
   const excluded = new Map<Family, MatchedRule>()
-  const preferred = new Set<Family>()
   if (!rules) return { excluded }
+  let preferred: Set<Family> | undefined
   for (const { rule, list, family } of RULES) {
+    // No rules of a kind (the usual case): nothing to match, nothing allocated.
+    if (!rules[list].length) continue
     const pattern = rules[list].find((p) => matchesHostPattern(domain, p) || matchesHostPattern(exchange, p))
     if (!pattern) continue
     if (rule.endsWith('_only')) {
       // ipv4_only leaves IPv6 out, and the other way round; both together leave nothing.
       const other: Family = family === 'ipv4' ? 'ipv6' : 'ipv4'
       if (!excluded.has(other)) excluded.set(other, { rule, pattern })
-    } else preferred.add(family)
+    } else (preferred ??= new Set()).add(family)
   }
-  return { excluded, ...(preferred.size === 1 ? { prefer: [...preferred][0] } : {}) }
+  return { excluded, ...(preferred?.size === 1 ? { prefer: [...preferred][0] } : {}) }
 }

@@ -86,8 +86,8 @@ const familyDemoted = (health: HealthView, exchange: string, family: Family): bo
  * recently for every host of the group that has it while the other family was not, for
  * all of its hosts.
  */
-function leadingFamily(group: Candidate[], opts: OrderOptions, notes?: OrderNotes): Family {
-  const lead = healthLead(group, opts)
+function leadingFamily(group: Candidate[], prefer: Family, opts: OrderOptions, notes?: OrderNotes): Family {
+  const lead = healthLead(group, prefer, opts.health)
   if (lead !== 'ipv6' || !opts.egress?.ipv6Impaired || !group.some((c) => c.family === 'ipv4')) return lead
   // Impaired IPv6 egress: a group of new destinations (no data of their own) starts with IPv4.
   const hosts = [...new Set(group.map((c) => c.exchange))]
@@ -99,37 +99,53 @@ function leadingFamily(group: Candidate[], opts: OrderOptions, notes?: OrderNote
   return 'ipv4'
 }
 
-function healthLead(group: Candidate[], opts: OrderOptions): Family {
-  const { prefer, health } = opts
-  if (!health) return prefer
-  const demotedEverywhere = (family: Family): boolean => {
-    const hosts = new Set(group.filter((c) => c.family === family).map((c) => c.exchange))
-    return hosts.size > 0 && [...hosts].every((h) => familyDemoted(health, h, family))
+/** Whether `family` failed or was slow for every host of the group that has it (and one has). */
+function demotedEverywhere(group: Candidate[], family: Family, health: HealthView): boolean {
+  let any = false
+  for (const c of group) {
+    if (c.family !== family) continue
+    any = true
+    if (!familyDemoted(health, c.exchange, family)) return false
   }
+  return any
+}
+
+function healthLead(group: Candidate[], prefer: Family, health: HealthView | undefined): Family {
+  if (!health) return prefer
   const alt = other(prefer)
   const altPresent = group.some((c) => c.family === alt)
-  return demotedEverywhere(prefer) && altPresent && !demotedEverywhere(alt) ? alt : prefer
+  return demotedEverywhere(group, prefer, health) && altPresent && !demotedEverywhere(group, alt, health)
+    ? alt
+    : prefer
 }
 
 /** The group's preferred family: what the family rules of its hosts agree on, else `prefer`. */
 function groupPrefer(group: Candidate[], opts: OrderOptions): Family {
+  const { hostPrefer } = opts
+  if (!hostPrefer?.size) return opts.prefer
   const wanted = new Set(
-    group.map((c) => opts.hostPrefer?.get(c.exchange)).filter((f): f is Family => f !== undefined),
+    group.map((c) => hostPrefer.get(c.exchange)).filter((f): f is Family => f !== undefined),
   )
   return wanted.size === 1 ? [...wanted][0] : opts.prefer
 }
 
+/** The group's hosts in shuffled order; one host (the common case) needs no shuffle. */
+function byShuffledHost(group: Candidate[], random: () => number): Candidate[] {
+  const first = group[0]?.exchange
+  if (group.every((c) => c.exchange === first)) return group
+  const hostOrder = shuffle([...new Set(group.map((c) => c.exchange))], random)
+  const byHost = (c: Candidate): number => hostOrder.indexOf(c.exchange)
+  return group.slice().sort((a, b) => byHost(a) - byHost(b))
+}
+
 function orderGroup(
   group: Candidate[],
-  groupOpts: OrderOptions,
+  opts: OrderOptions,
   random: () => number,
   notes?: OrderNotes,
 ): Candidate[] {
-  const opts = { ...groupOpts, prefer: groupPrefer(group, groupOpts) }
-  const hostOrder = shuffle([...new Set(group.map((c) => c.exchange))], random)
-  const byHost = (c: Candidate): number => hostOrder.indexOf(c.exchange)
-  const sorted = group.slice().sort((a, b) => byHost(a) - byHost(b))
-  const lead = leadingFamily(group, opts, notes)
+  const sorted = byShuffledHost(group, random)
+  const lead = leadingFamily(group, groupPrefer(group, opts), opts, notes)
   const ordered = interleaveFamilies(
     sorted.filter((c) => c.family === lead),
     sorted.filter((c) => c.family !== lead),
@@ -138,8 +154,10 @@ function orderGroup(
   // Slow addresses go behind the others of their group, recently failed ones last; never away.
   const { health } = opts
   if (!health) return ordered
-  const rank = new Map(ordered.map((c) => [c, addressDemotion(c.address, health)]))
-  return ordered.slice().sort((a, b) => (rank.get(a) as number) - (rank.get(b) as number))
+  const rank = ordered.map((c) => addressDemotion(c.address, health))
+  if (rank.every((r) => r === 0)) return ordered
+  const at = new Map(ordered.map((c, i) => [c, rank[i]]))
+  return ordered.slice().sort((a, b) => (at.get(a) as number) - (at.get(b) as number))
 }
 
 /** Keeps the first `max`, but never drops the last address of a family that has one. */

@@ -40,14 +40,20 @@ function recipientOf(command: string): string | undefined {
 
 const FILTERED = Symbol.for('haraka-plugin-happy-eyeballs.reply-filter')
 
+/** Every reply is offered to the decider. */
+const EVERY_REPLY = (): boolean => true
+
 /**
  * Installs the filter on `socket` once. A decider that throws passes the reply unchanged: the
  * filter can only ever hand the client what the server said, or the decider's rewrite of it.
+ * `offered(code)` says which replies the decider sees (all by default); the others pass as
+ * they came, without being parsed further.
  */
 export function filterReplies(
   socket: FilterableSocket,
   decide: ReplyDecider,
   onError?: (err: unknown) => void,
+  offered: (code: number) => boolean = EVERY_REPLY,
 ): boolean {
   const marked = socket as FilterableSocket & { [FILTERED]?: boolean }
   const write = socket.write
@@ -89,25 +95,38 @@ export function filterReplies(
       // eslint-disable-next-line prefer-rest-params
       return Reflect.apply(emit, this, arguments) as boolean
     }
-    pending.push(raw)
-    if (m[2] === '-') return true
-    const rawLines = pending
-    pending = []
-    const reply: ServerReply = {
-      stage,
-      code: Number(m[1]),
-      lines: rawLines.map((l) => l.replace(/\r?\n$/, '')),
-      ...(recipient ? { recipient } : {}),
+    if (m[2] === '-') {
+      pending.push(raw)
+      return true
     }
-    if (stage === 'DATA' && reply.code === 354) {
+    const code = Number(m[1])
+    const answered = stage
+    if (stage === 'DATA' && code === 354) {
       inData = true
       stage = 'end of DATA'
     } else inData = false
+    // Most replies of a session (2xx, 3xx) are nothing to decide: passed on as they came.
+    const decides = offered(code)
+    if (!decides && !pending.length) {
+      // eslint-disable-next-line prefer-rest-params
+      return Reflect.apply(emit, this, arguments) as boolean
+    }
+    pending.push(raw)
+    const rawLines = pending
+    pending = []
     let out: readonly string[] = rawLines
-    try {
-      out = decide(reply, rawLines) ?? rawLines
-    } catch (err) {
-      onError?.(err)
+    if (decides) {
+      const reply: ServerReply = {
+        stage: answered,
+        code,
+        lines: rawLines.map((l) => l.replace(/\r?\n$/, '')),
+        ...(recipient ? { recipient } : {}),
+      }
+      try {
+        out = decide(reply, rawLines) ?? rawLines
+      } catch (err) {
+        onError?.(err)
+      }
     }
     let result = false
     for (const line of out) result = emit.call(this, 'line', line) || result

@@ -70,12 +70,15 @@ export function compilePatterns(sources: readonly string[]): {
   return { patterns, problems }
 }
 
+/** Whether a reply code can be a policy refusal at all: a 4xx or 5xx. */
+export const mayBePolicyRefusal = (code: number): boolean => code >= 400 && code <= 599
+
 /** The first pattern a refusal (4xx or 5xx) matches, or undefined. */
 export function matchPolicyRefusal(
   reply: Pick<ServerReply, 'code' | 'lines'>,
   patterns: readonly NamedPattern[],
 ): NamedPattern | undefined {
-  if (reply.code < 400 || reply.code > 599) return undefined
+  if (!mayBePolicyRefusal(reply.code)) return undefined
   const text = reply.lines.join('\n')
   return patterns.find((p) => p.re.test(text))
 }

@@ -8,7 +8,14 @@ import { type PoolSocket, ClientPoolBridge, UNCLAIMED_LIMIT, detectPoolShape } f
 import type { ConnectOutcome } from '../lib/health'
 import { type ConnectAttempt, MessageConnects } from '../lib/connects'
 import { Haraka30Delivery } from '../lib/haraka30'
-import { type HarakaOutbound, type HarakaRequire, bindHarakaOutbound } from '../lib/haraka-outbound'
+import {
+  type HarakaOutbound,
+  type HarakaRequire,
+  type MxClass,
+  bindHarakaOutbound,
+  compactlyLogged,
+  describeEntry,
+} from '../lib/haraka-outbound'
 import { PlannedEntries } from '../lib/planned'
 import { type RaceTarget, raceConnect } from '../lib/race'
 import { freePort } from './support/harness'
@@ -111,6 +118,32 @@ describe('client pool shape detection', function () {
     assert.equal(out.bridge, undefined)
     assert.match(out.raceUnavailable ?? '', /unknown shape/)
     assert.equal(typeof out.HarakaMx, 'function')
+  })
+
+  it("entries are Haraka's own HarakaMx, JSON-encoded as one short string each", function () {
+    const netUtils = harakaRequire(HARAKA['3.3.4'])('outbound') as { net_utils: { HarakaMx: MxClass } }
+    const HarakaMx = netUtils.net_utils.HarakaMx
+    const out = bindHarakaOutbound(harakaRequire(HARAKA['3.3.4']), { onOutcome() {}, log() {} })
+    const Entry = out.HarakaMx as MxClass
+    const v6 = new Entry({ exchange: '2001:db8::1', priority: 0, port: 25, from_dns: 'mx.example.test' })
+    const v4 = new Entry({
+      exchange: '192.0.2.1',
+      priority: 1,
+      port: 2525,
+      bind: '192.0.2.7',
+      from_dns: 'mx.example.test',
+    })
+    assert.ok(v6 instanceof HarakaMx)
+    // Haraka's get_mx_respond wraps each entry again: the very object must come back.
+    assert.equal(new HarakaMx(v6), v6)
+    assert.equal((v4 as { port?: number }).port, 2525)
+    // What Haraka logs for a get_mx answer: the JSON of a copy of the list.
+    assert.equal(
+      JSON.stringify({ ...[v6, v4] }),
+      '{"0":"[2001:db8::1]:25 (mx.example.test)","1":"192.0.2.1:2525 from 192.0.2.7 (mx.example.test)"}',
+    )
+    assert.equal(compactlyLogged(HarakaMx), Entry, 'one class per Haraka class')
+    assert.equal(describeEntry({ exchange: 'mx.example.test' }), 'mx.example.test:25 (mx.example.test)')
   })
 })
 

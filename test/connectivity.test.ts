@@ -49,6 +49,17 @@ describe('connectivity', () => {
     assert.equal(scopeOf('banana'), undefined)
   })
 
+  it('names a scope the same when asked again, whatever was asked in between', () => {
+    const asked = ['::1', 'banana', '10.1.2.3', '::1', 'banana', '10.1.2.3']
+    assert.deepEqual(
+      asked.map((a) => scopeOf(a)),
+      ['loopback', undefined, 'private', 'loopback', undefined, 'private'],
+    )
+    for (let i = 0; i < 5000; i++) scopeOf(`10.0.${i >> 8}.${i & 255}`)
+    assert.equal(scopeOf('::1'), 'loopback')
+    assert.equal(scopeOf('banana'), undefined)
+  })
+
   it('a NAT host without global IPv6 reaches global IPv6 not at all, global IPv4 and loopback both', () => {
     const host = readHostFamilies(V4_NAT, {})
     assert.match(unusableReason(host, 'ipv6', '2001:4860::25') ?? '', /no IPv6 connectivity: no global IPv6/)

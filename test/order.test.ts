@@ -63,6 +63,28 @@ function fakeHealth({
 }
 
 describe('order', () => {
+  describe('one MX host per preference', () => {
+    it('draws no random number, and a healthy group keeps the interleaved order', () => {
+      let draws = 0
+      const counted = (): number => {
+        draws++
+        return 0
+      }
+      const list = [
+        cand(v4(1), 'mx.example', 10),
+        cand(v6(1), 'mx.example', 10),
+        cand(v6(2), 'mx.example', 10),
+      ]
+      const health = new HealthCache({ ttlMs: 60_000, maxEntries: 100 })
+      const out = orderCandidates(list, opts({ random: counted, health }))
+      assert.deepEqual(
+        out.map((c) => c.address),
+        [v6(1), v4(1), v6(2)],
+      )
+      assert.equal(draws, 0)
+    })
+  })
+
   describe('interleaveFamilies (RFC 8305 §4)', () => {
     const A = ['a1', 'a2', 'a3']
     const B = ['b1', 'b2', 'b3']

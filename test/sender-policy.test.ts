@@ -134,6 +134,38 @@ describe('the reply filter', () => {
     assert.equal(got.length, 7)
   })
 
+  it('offers only the replies asked for, passing the others as they came, and still follows the stage', () => {
+    const s = fakeSocket()
+    const seen: Array<[string, number, number]> = []
+    const got: unknown[] = []
+    filterReplies(
+      s,
+      (r) => void seen.push([r.stage, r.code, r.lines.length]),
+      undefined,
+      (code) => code >= 400,
+    )
+    s.on('line', (l: unknown) => got.push(l))
+    s.emit('line', '220-hello\r\n')
+    s.emit('line', '220 ready\r\n')
+    s.write('EHLO me\r\n')
+    s.emit('line', '250 ok\r\n')
+    s.write('DATA\r\n')
+    s.emit('line', '354 go\r\n')
+    s.write('RCPT TO:<not a command, message data>\r\n')
+    s.write('.\r\n')
+    s.emit('line', '451-4.7.1 later\r\n')
+    s.emit('line', '451 4.7.1 really\r\n')
+    assert.deepEqual(seen, [['end of DATA', 451, 2]])
+    assert.deepEqual(got, [
+      '220-hello\r\n',
+      '220 ready\r\n',
+      '250 ok\r\n',
+      '354 go\r\n',
+      '451-4.7.1 later\r\n',
+      '451 4.7.1 really\r\n',
+    ])
+  })
+
   it('a decider that throws passes the reply unchanged', () => {
     const s = fakeSocket()
     const got: string[] = []
