@@ -4,12 +4,18 @@
 import assert from 'node:assert/strict'
 import { EventEmitter } from 'node:events'
 
-import FakeTimers from '@sinonjs/fake-timers'
+import FakeTimers, { type Clock } from '@sinonjs/fake-timers'
 
 import { ConnectTimes } from '../lib/connect-times'
 import { EgressMemory } from '../lib/egress'
 import { connectTimeOf, delayFor, learnFromRace, unanswered } from '../lib/learned'
-import { type AttemptRecord, raceConnect, type RaceSocket, type RaceTarget } from '../lib/race'
+import {
+  type AttemptRecord,
+  raceConnect,
+  type RaceOptions,
+  type RaceSocket,
+  type RaceTarget,
+} from '../lib/race'
 
 const t = (address: string, exchange = 'mx.test'): RaceTarget => ({
   address,
@@ -19,6 +25,28 @@ const t = (address: string, exchange = 'mx.test'): RaceTarget => ({
   port: 25,
 })
 const BOUNDS = { minMs: 100, maxMs: 250 }
+
+type FakeSocket = EventEmitter & RaceSocket
+
+/** A race on a fake clock whose sockets the test drives: when each attempt started, and its socket. */
+function fakeRace(clock: Clock, targets: RaceTarget[], opts: Partial<RaceOptions<FakeSocket>> = {}) {
+  const started: number[] = []
+  const sockets: FakeSocket[] = []
+  const result = raceConnect(targets, {
+    attemptDelayMs: 250,
+    groupDelayMs: 2000,
+    deadlineMs: 5000,
+    now: () => clock.now,
+    connect: () => {
+      started.push(clock.now)
+      const s: FakeSocket = Object.assign(new EventEmitter(), { destroy: () => {} })
+      sockets.push(s)
+      return s
+    },
+    ...opts,
+  })
+  return { started, sockets, result }
+}
 
 describe('learned', () => {
   it('a connect time runs from the start to the TCP connect, greeting or not', () => {
@@ -84,26 +112,18 @@ describe('learned', () => {
   it('in a race, the delay after an attempt is its own learnt one, and the record says which', async () => {
     const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout'], now: 0 })
     try {
-      const started: number[] = []
       const targets = [t('::1'), t('127.0.0.1'), t('::2'), t('127.0.0.2')]
       const delays = new Map([
         [targets[0], 120],
         [targets[1], 40],
         [targets[2], 250],
       ])
-      const sockets: Array<EventEmitter & RaceSocket> = []
-      const p = raceConnect(targets, {
-        attemptDelayMs: 250,
+      const {
+        started,
+        sockets,
+        result: p,
+      } = fakeRace(clock, targets, {
         attemptDelayFor: (x) => delays.get(x) ?? 250,
-        groupDelayMs: 2000,
-        deadlineMs: 5000,
-        now: () => clock.now,
-        connect: () => {
-          started.push(clock.now)
-          const s = Object.assign(new EventEmitter(), { destroy: () => {} })
-          sockets.push(s)
-          return s
-        },
       })
       await clock.tickAsync(150)
       sockets[1].emit('connect')
@@ -124,22 +144,14 @@ describe('learned', () => {
   it('success greeting: an attempt that connected within its learnt delay gets the whole configured delay to greet', async () => {
     const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout'], now: 0 })
     try {
-      const started: number[] = []
-      const sockets: Array<EventEmitter & RaceSocket> = []
       const targets = [t('::1'), t('127.0.0.1'), t('::2')]
-      const p = raceConnect(targets, {
-        attemptDelayMs: 250,
+      const {
+        started,
+        sockets,
+        result: p,
+      } = fakeRace(clock, targets, {
         attemptDelayFor: () => 40,
         success: 'greeting',
-        groupDelayMs: 2000,
-        deadlineMs: 5000,
-        now: () => clock.now,
-        connect: () => {
-          started.push(clock.now)
-          const s = Object.assign(new EventEmitter(), { destroy: () => {} })
-          sockets.push(s)
-          return s
-        },
       })
       // The first never answers: the second starts after the learnt 40 ms.
       await clock.tickAsync(45)
@@ -164,21 +176,13 @@ describe('learned', () => {
   it('success greeting: a connected attempt that stays silent lets the next start at the configured delay', async () => {
     const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout'], now: 0 })
     try {
-      const started: number[] = []
-      const sockets: Array<EventEmitter & RaceSocket> = []
-      const p = raceConnect([t('::1'), t('127.0.0.1')], {
-        attemptDelayMs: 250,
+      const {
+        started,
+        sockets,
+        result: p,
+      } = fakeRace(clock, [t('::1'), t('127.0.0.1')], {
         attemptDelayFor: () => 40,
         success: 'greeting',
-        groupDelayMs: 2000,
-        deadlineMs: 5000,
-        now: () => clock.now,
-        connect: () => {
-          started.push(clock.now)
-          const s = Object.assign(new EventEmitter(), { destroy: () => {} })
-          sockets.push(s)
-          return s
-        },
       })
       await clock.tickAsync(10)
       sockets[0].emit('connect')
@@ -195,23 +199,15 @@ describe('learned', () => {
   it('a per-target delay that throws or is no number falls back to the fixed delay; the race goes on', async () => {
     const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout'], now: 0 })
     try {
-      const started: number[] = []
-      const sockets: Array<EventEmitter & RaceSocket> = []
       const targets = [t('::1'), t('127.0.0.1'), t('::2')]
-      const p = raceConnect(targets, {
-        attemptDelayMs: 250,
+      const {
+        started,
+        sockets,
+        result: p,
+      } = fakeRace(clock, targets, {
         attemptDelayFor: (x) => {
           if (x === targets[0]) throw new Error('broken store')
           return NaN
-        },
-        groupDelayMs: 2000,
-        deadlineMs: 5000,
-        now: () => clock.now,
-        connect: () => {
-          started.push(clock.now)
-          const s = Object.assign(new EventEmitter(), { destroy: () => {} })
-          sockets.push(s)
-          return s
         },
       })
       await clock.tickAsync(501)
@@ -230,20 +226,7 @@ describe('learned', () => {
   it('without per-target delays the record carries none and the fixed delay applies', async () => {
     const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout'], now: 0 })
     try {
-      const started: number[] = []
-      const sockets: Array<EventEmitter & RaceSocket> = []
-      const p = raceConnect([t('::1'), t('127.0.0.1')], {
-        attemptDelayMs: 250,
-        groupDelayMs: 2000,
-        deadlineMs: 5000,
-        now: () => clock.now,
-        connect: () => {
-          started.push(clock.now)
-          const s = Object.assign(new EventEmitter(), { destroy: () => {} })
-          sockets.push(s)
-          return s
-        },
-      })
+      const { started, sockets, result: p } = fakeRace(clock, [t('::1'), t('127.0.0.1')])
       await clock.tickAsync(251)
       sockets[1].emit('connect')
       const result = await p
