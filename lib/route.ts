@@ -312,11 +312,15 @@ function routeRacing<S extends RaceSocket>(
   const { settings } = deps
   // One shuffle for every plan of this message, so a later answer reorders as little as it can.
   const seed = Math.floor((deps.random ?? Math.random)() * 2 ** 32)
+  // The message's planning options, made once at the first plan (after the shared state's read).
+  let base: PlanOptions | undefined
+  const options = (): PlanOptions => (base ??= planOptions(deps))
   // A host refused over IPv6 by policy keeps its IPv6 out while its A may still come.
   const planNow = (p: ResolutionProgress): Plan => {
     const ipv4Pending = new Set(p.lookups.filter((l) => !l.answer && l.type === 'A').map((l) => l.exchange))
     return planAddresses(p.domain, hostsOf(p.lookups), {
-      ...planOptions(deps, seededRandom(seed)),
+      ...options(),
+      random: seededRandom(seed),
       ipv4Pending,
     })
   }
@@ -383,8 +387,7 @@ function routeRacing<S extends RaceSocket>(
       const plan = known(p)
       const at = raceStartAt(p.lookups, plan.kept, (l) => answeredAt.get(l), {
         resolutionDelayMs: settings.dns.resolutionDelayMs,
-        leadingFamily: (exchanges, preference) =>
-          leadingFamilyOf(p.domain, exchanges, preference, planOptions(deps)),
+        leadingFamily: (exchanges, preference) => leadingFamilyOf(p.domain, exchanges, preference, options()),
         demoted: (address) =>
           deps.health.addressFailed(address) || Boolean(deps.health.addressSlow?.(address)),
       })
@@ -418,7 +421,10 @@ function routeRacing<S extends RaceSocket>(
         startTimer = undefined
         complete = resolution
         if (!running)
-          return void settle(resolution, deps, planOptions(deps, seededRandom(seed))).then(resolve, reject)
+          return void settle(resolution, deps, { ...options(), random: seededRandom(seed) }).then(
+            resolve,
+            reject,
+          )
         running.close()
       },
       (error: unknown) => {
