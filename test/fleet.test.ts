@@ -11,10 +11,11 @@ import path from 'node:path'
 import { type CliIo, main } from '../lib/cli'
 import { type FleetReport, fleetText, summarizeFleet } from '../lib/cli/fleet'
 import type { ConnectOutcome } from '../lib/health'
-import { createRedisClient, describeEndpoint, redisClientOptions, RedisStore } from '../lib/redis-store'
+import type { RedisStore } from '../lib/redis-store'
 import { SharedState, SharingHealthCache, SharingPolicyMemory } from '../lib/shared-health'
 import { SharingEgressMemory } from '../lib/shared-learned'
 import { freePort, startRedis, type TestRedis } from './support/harness'
+import { openTestStore } from './support/redis-store'
 
 function capture(): { io: CliIo; out: () => string; err: () => string } {
   let out = ''
@@ -158,13 +159,7 @@ describe('fleet status', () => {
       const stores: RedisStore[] = []
       try {
         const workers = [0, 1].map(() => {
-          const options = redisClientOptions({ host: '127.0.0.1', port: redis.port, db: 0 }, {}, 100)
-          const store = new RedisStore(createRedisClient(options), {
-            timeoutMs: 500,
-            maxPending: 100,
-            endpoint: describeEndpoint(options),
-            log: () => {},
-          }).start()
+          const store = openTestStore(redis.port)
           stores.push(store)
           const shared = new SharedState(store, 'fleet:')
           const health = new SharingHealthCache({ ttlMs: 600_000, maxEntries: 100 })

@@ -4,14 +4,9 @@
 
 import assert from 'node:assert/strict'
 
-import {
-  createRedisClient,
-  describeEndpoint,
-  redisClientOptions,
-  RedisStore,
-  type RedisStoreOptions,
-} from '../lib/redis-store'
+import { describeEndpoint, redisClientOptions, RedisStore, type RedisStoreOptions } from '../lib/redis-store'
 import { freePort, startRedis, type TestRedis } from './support/harness'
+import { openTestStore } from './support/redis-store'
 
 const poll = async (check: () => boolean | Promise<boolean>, what: string, ms = 10000): Promise<void> => {
   const end = Date.now() + ms
@@ -45,15 +40,12 @@ describe('redis store', function () {
   })
 
   function open(port = redis.port, over: Partial<RedisStoreOptions> = {}): RedisStore {
-    const options = redisClientOptions({ host: '127.0.0.1', port, db: 0 }, {}, 100)
-    const store = new RedisStore(createRedisClient(options), {
+    const store = openTestStore(port, {
       timeoutMs: 200,
-      maxPending: 100,
-      endpoint: describeEndpoint(options),
       log: (level, msg) => lines.push(`${level} ${msg}`),
       onError: () => errors++,
       ...over,
-    }).start()
+    })
     stores.push(store)
     return store
   }

@@ -9,7 +9,7 @@ import { parseSettings } from '../lib/config'
 import { planAddresses } from '../lib/plan'
 import { routeDomain } from '../lib/route'
 import type { ConnectOutcome } from '../lib/health'
-import { createRedisClient, describeEndpoint, redisClientOptions, RedisStore } from '../lib/redis-store'
+import type { RedisStore } from '../lib/redis-store'
 import {
   decodeOutcome,
   decodeRefusal,
@@ -22,6 +22,7 @@ import {
   warmRequestOf,
 } from '../lib/shared-health'
 import { startRedis, type TestRedis } from './support/harness'
+import { openTestStore } from './support/redis-store'
 
 /** A store in a Map, with the TTL each key was written with. */
 class MapStore implements KeyValueStore {
@@ -257,13 +258,7 @@ describe('shared state', () => {
     })
 
     function redisWorker() {
-      const options = redisClientOptions({ host: '127.0.0.1', port: redis.port, db: 0 }, {}, 100)
-      const store = new RedisStore(createRedisClient(options), {
-        timeoutMs: 500,
-        maxPending: 100,
-        endpoint: describeEndpoint(options),
-        log: () => {},
-      }).start()
+      const store = openTestStore(redis.port)
       stores.push(store)
       return { store, ...worker(store) }
     }

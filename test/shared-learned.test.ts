@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 
 import { learnedDelay } from '../lib/connect-times'
-import { createRedisClient, describeEndpoint, redisClientOptions, RedisStore } from '../lib/redis-store'
+import type { RedisStore } from '../lib/redis-store'
 import { type KeyValueStore, SharedState } from '../lib/shared-health'
 import {
   decodeEstimate,
@@ -17,6 +17,7 @@ import {
   SharingEgressMemory,
 } from '../lib/shared-learned'
 import { startRedis, type TestRedis } from './support/harness'
+import { openTestStore } from './support/redis-store'
 
 class MapStore implements KeyValueStore {
   readonly values = new Map<string, { value: string; ttlMs: number }>()
@@ -164,13 +165,7 @@ describe('shared learnt state', () => {
     })
 
     function redisWorker() {
-      const options = redisClientOptions({ host: '127.0.0.1', port: redis.port, db: 0 }, {}, 100)
-      const store = new RedisStore(createRedisClient(options), {
-        timeoutMs: 500,
-        maxPending: 100,
-        endpoint: describeEndpoint(options),
-        log: () => {},
-      }).start()
+      const store = openTestStore(redis.port)
       stores.push(store)
       return { store, ...worker(store) }
     }
