@@ -11,7 +11,7 @@ import { describeError } from './lib/errors'
 import { makeDnsClient, type DnsClient } from './lib/resolve'
 import { explainedFailure, messageBind, MessageConnects } from './lib/connects'
 import { type DeliveryRecord, describeDelivery, RECORD_NOTE } from './lib/delivery'
-import { entriesOf, routeDomain } from './lib/route'
+import { entriesOf, recordRace, routeDomain } from './lib/route'
 import type { PoolSocket } from './lib/client-pool'
 import {
   mayFallBack,
@@ -40,7 +40,9 @@ import { SharedState, SharingHealthCache, SharingPolicyMemory } from './lib/shar
 import { describeHostFamilies, HostConnectivity } from './lib/connectivity'
 import { describeEgress } from './lib/egress'
 import { SharingConnectTimes, SharingEgressMemory } from './lib/shared-learned'
-import { learnedGauges } from './lib/learned'
+import { learnedGauges, learnFromRace } from './lib/learned'
+import { recheckEgress } from './lib/egress-recheck'
+import { probeGreeting } from './lib/greeting-probe'
 
 type Next = Haraka.Next
 type HMail = Haraka.HMail
@@ -434,6 +436,9 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
       ...(state.connectivity ? { hostFamilies: state.connectivity.current() } : {}),
       learned: { connectTimes: state.connectTimes, egress: state.egress },
       ...(bridge?.racing ? { racer: bridge.racerFor(connects) } : {}),
+      ...(state.settings.egress.recheckS > 0
+        ? { recheckEgress: (target: RaceTarget) => void recheckEgress(target, egressRecheck(this, state)) }
+        : {}),
       // The race gets what is left of 80% of the hook timeout when it starts.
       answerBy: performance.now() + timeoutMs * 0.8,
     })
@@ -444,6 +449,23 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
       .catch(stepAside)
   } catch (err) {
     stepAside(err)
+  }
+}
+
+/** A recheck of impaired IPv6 egress from this state: it feeds what a race would feed. */
+function egressRecheck(plugin: Plugin, state: State): Parameters<typeof recheckEgress>[1] {
+  const { race, egress } = state.settings
+  const learned = { connectTimes: state.connectTimes, egress: state.egress }
+  return {
+    egress: state.egress,
+    intervalMs: egress.recheckS * 1000,
+    timeoutMs: race.deadlineMs,
+    probe: probeGreeting,
+    onResult: (result) => {
+      learnFromRace(learned, result, race.attemptDelayMs)
+      recordRace(state.health, result, race.attemptDelayMs)
+    },
+    log: (level, msg) => (level === 'info' ? plugin.loginfo : plugin.logwarn).call(plugin, LOG_PREFIX + msg),
   }
 }
 

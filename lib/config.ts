@@ -40,7 +40,7 @@ export interface Settings {
     deadlineMs: number
   }
   cache: { ttlS: number; maxEntries: number }
-  egress: { ipv6ImpairedAfter: number; windowS: number }
+  egress: { ipv6ImpairedAfter: number; windowS: number; recheckS: number }
   family: { ipv4Only: string[]; ipv6Only: string[]; preferIpv4: string[]; preferIpv6: string[] }
   policy: { enabled: boolean; patterns: string[]; ttlS: number }
   /** `listen`: normalized `IP:port` or `[IPv6]:port`; absent: no metrics endpoint. */

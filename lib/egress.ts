@@ -61,6 +61,9 @@ export class EgressMemory {
   private impaired = false
   private since: number | undefined
   private clearedAt: number | undefined
+  /** Epoch ms of the latest recheck claimed, and whether one is under way. */
+  private recheckAt: number | undefined
+  private rechecking = false
   readonly windowMs: number
 
   constructor(private readonly opts: EgressOptions) {
@@ -92,6 +95,23 @@ export class EgressMemory {
     else return
     this.evidence.set(k, entry)
     this.settle(e.at)
+  }
+
+  /**
+   * Claims a recheck of impaired IPv6 egress (./egress-recheck): true at most once per
+   * `intervalMs` and never while one is under way; false when egress is not impaired.
+   */
+  claimRecheck(intervalMs: number, at = Date.now()): boolean {
+    if (intervalMs <= 0 || this.rechecking || !this.read(at).ipv6Impaired) return false
+    if (this.recheckAt !== undefined && at - this.recheckAt < intervalMs) return false
+    this.rechecking = true
+    this.recheckAt = at
+    return true
+  }
+
+  /** The claimed recheck is over, whatever it found. */
+  endRecheck(): void {
+    this.rechecking = false
   }
 
   /** The state now; an expired window clears it (and reports the change). */
@@ -182,6 +202,7 @@ export class EgressMemory {
     this.impaired = false
     this.since = undefined
     this.clearedAt = undefined
+    this.recheckAt = undefined
   }
 }
 

@@ -365,6 +365,16 @@ export const OPTIONS = [
     why: 'how long an unanswered IPv6 attempt counts towards impaired IPv6 egress',
   },
   {
+    section: 'egress',
+    key: 'recheck_s',
+    type: 'integer',
+    field: 'egress.recheckS',
+    default: 60,
+    min: 0,
+    max: 86400,
+    why: 'while IPv6 egress is impaired, probe an IPv6 address IPv4 won before at most this often, so a healed path is seen; 0 never',
+  },
+  {
     section: 'family',
     key: 'ipv4_only',
     type: 'pattern-list',

@@ -32,6 +32,7 @@ import {
   startRace,
 } from './race'
 import { raceStartAt } from './race-start'
+import { recheckTarget } from './egress-recheck'
 import {
   type AddressLookup,
   type DnsClient,
@@ -86,6 +87,11 @@ export interface RouteDeps<S extends RaceSocket> {
   hostFamilies?: HostFamilies
   /** Connect times and IPv6 egress learnt across destinations (lib/learned). */
   learned?: Learned
+  /**
+   * Probes an IPv6 address in the background (lib/egress-recheck): called after a race that
+   * started IPv4 first for impaired egress and left that address unanswered.
+   */
+  recheckEgress?(target: RaceTarget): void
 }
 
 /** One message's route: its dependencies, the families asked for, what the shared state gave. */
@@ -276,6 +282,8 @@ function afterRaceRecord<S extends RaceSocket>(
 ): DeliveryRecord {
   recordRace(deps.health, result, deps.settings.race.attemptDelayMs)
   if (deps.learned) learnFromRace(deps.learned, result, deps.settings.race.attemptDelayMs)
+  const recheck = deps.recheckEgress ? recheckTarget(plan, result) : undefined
+  if (recheck) deps.recheckEgress?.(recheck)
   const race: RaceRecord = { attempts: result.attempts, elapsedMs: result.elapsedMs, untried: result.untried }
   const targets = [...result.attempts.map((a) => a.target), ...result.untried]
   const record = (decision: DeliveryRecord['decision']): DeliveryRecord =>

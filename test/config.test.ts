@@ -482,7 +482,7 @@ describe('config', () => {
         o.max,
       ],
     )
-    it('the whole-number options are the twenty-one of the table', () => assert.equal(ranges.length, 21))
+    it('the whole-number options are the twenty-two of the table', () => assert.equal(ranges.length, 22))
     for (const [section, key, get, min, max] of ranges) {
       it(`[${section}] ${key} takes both ends of its range, ${min} and ${max}, and rejects one past each`, () => {
         for (const v of [min, max]) {
@@ -627,6 +627,7 @@ describe('config', () => {
           '[egress]',
           'ipv6_impaired_after=0',
           'window_s=60',
+          'recheck_s=0',
           '[metrics]',
           'listen=[::1]:9464',
           '[watch]',
@@ -663,7 +664,7 @@ describe('config', () => {
           deadlineMs: 9000,
         },
         cache: { ttlS: 0, maxEntries: 10 },
-        egress: { ipv6ImpairedAfter: 0, windowS: 60 },
+        egress: { ipv6ImpairedAfter: 0, windowS: 60, recheckS: 0 },
         family: DEFAULTS.family,
         policy: DEFAULTS.policy,
         metrics: { listen: '[::1]:9464' },

@@ -286,6 +286,34 @@ describe('routeDomain with asynchronous resolution, on a fake clock', function (
     clock.uninstall()
   })
 
+  it('with IPv6 egress impaired and IPv4 winning before IPv6 started, the IPv6 address is handed to the egress recheck', async function () {
+    connects = { '2001:db8::1': 1, '192.0.2.1': 1 }
+    const table = {
+      ...ONE_MX,
+      'mx.example.test': {
+        aaaa: { at: 0, addresses: ['2001:db8::1'] },
+        a: { at: 0, addresses: ['192.0.2.1'] },
+      },
+    }
+    const egress = new EgressMemory({ destinations: 1, windowMs: 60_000, maxEntries: 10 })
+    const learned = { egress, connectTimes: new ConnectTimes({ ttlMs: 60_000, maxEntries: 10 }) }
+    const rechecked: RaceTarget[] = []
+    const recheckEgress = (t: RaceTarget) => void rechecked.push(t)
+
+    await route(table, { learned, recheckEgress }).until(10)
+    assert.equal(rechecked.length, 0, 'egress is not impaired: IPv6 led and won')
+    egress.record({ exchange: 'mx.other.test', family: 'ipv6', outcome: 'unanswered', at: Date.now() })
+    egress.record({ exchange: 'mx.other.test', family: 'ipv4', outcome: 'connected', at: Date.now() })
+    connects = { '192.0.2.1': 1 }
+    const record = await route(table, { learned: { egress }, recheckEgress }).until(10)
+    assert.deepEqual(record.plan?.ipv4FirstForEgress, ['mx.example.test'])
+    assert.equal(record.decision.action === 'deliver' && record.decision.winner?.address, '192.0.2.1')
+    assert.deepEqual(
+      rechecked.map((t) => `${t.exchange} ${t.address}:${t.port}`),
+      ['mx.example.test 2001:db8::1:25'],
+    )
+  })
+
   it('an AAAA never answered: IPv4 starts one resolution delay after the A answer and wins; the AAAA is left pending', async function () {
     connects = { '192.0.2.1': 1 }
     const r = route({

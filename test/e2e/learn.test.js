@@ -104,6 +104,57 @@ for (const version of ['3.3.4', '3.0.3']) {
       assert.equal(sink.connections, 4, 'every message on its raced socket')
     })
 
+    it('impaired IPv6 egress heals: the background recheck of an IPv6 address IPv4 won over sees it, and new destinations lead with IPv6 again', async function () {
+      const hole = await startBlackHole({ host: '::1' })
+      const port = hole.port
+      let holeOpen = true
+      suite.cleanup(() => holeOpen && hole.close())
+      const v4sink = await startSink({ host: '127.0.0.1', port })
+      suite.cleanup(() => v4sink.close())
+      const h = await haraka(
+        `[main]\nport=${port}\n[cache]\nttl_s=0\n[race]\ndeadline_ms=1000\n` +
+          '[egress]\nipv6_impaired_after=3\nrecheck_s=1\n',
+      )
+      for (const d of ['e1.test', 'e2.test', 'e3.test', 'e4.test', 'e5.test', 'e6.test']) dualStack(d)
+      for (const d of ['e1.test', 'e2.test', 'e3.test'])
+        assert.equal((await send(h, `rcpt@${d}`)).kind, 'delivered')
+      await h.waitForLog(/happy-eyeballs: IPv6 egress impaired/)
+
+      // IPv4 leads and wins before IPv6 starts; the recheck meets the black hole.
+      const fourth = await send(h, 'rcpt@e4.test')
+      assert.deepEqual(fourth.record.plan.ipv4FirstForEgress, ['mx.e4.test'])
+      const [first] = fourth.record.race.attempts
+      assert.equal(
+        `${first.target.address} ${first.outcome}`,
+        '127.0.0.1 connected',
+        shown(fourth.record.race.attempts),
+      )
+      await h.waitForLog(
+        /IPv6 egress recheck at mx\.e4\.test \[::1\]:\d+: .*timed out.*; still impaired/,
+        5000,
+      )
+
+      await hole.close()
+      holeOpen = false
+      const v6sink = await startSink({ host: '::1', port })
+      suite.cleanup(() => v6sink.close())
+      const from = h.logLength()
+      const fifth = await send(h, 'rcpt@e5.test')
+      assert.equal(fifth.ip, '127.0.0.1', 'still impaired: IPv4 first, and it won')
+      await h.waitForLog(/happy-eyeballs: IPv6 egress works again/, 5000, { from })
+      assert.equal(v6sink.connections, 1, 'the recheck connected to the healed IPv6 path')
+
+      const sixth = await send(h, 'rcpt@e6.test')
+      assert.equal(sixth.kind, 'delivered', sixth.line)
+      assert.equal(sixth.record.plan.ipv4FirstForEgress, undefined)
+      assert.equal(sixth.ip, '::1', shown(sixth.record.race.attempts))
+      assert.deepEqual(
+        v6sink.messages.map((m) => m.to[0]),
+        ['rcpt@e6.test'],
+        'the recheck sent no mail, only its QUIT',
+      )
+    })
+
     it('after fast IPv6 and IPv4 connects, a new black-holed AAAA costs the learnt delay (100 ms), not 250 ms', async function () {
       const port = await freePort()
       const v6sink = await startSink({ host: '::1', port })
