@@ -45,6 +45,8 @@ const USAGE = `usage: node bench/run.js [--runs N] [--scenario N[,N...]] [--quic
                  steady state
   --cpu-prof DIR   write a V8 CPU profile of every Haraka process of scenario 5 into DIR
                  (node --cpu-prof; one .cpuprofile per run, named by variant and run)
+  --breakdown      scenario 5 also runs the plugin with its race off, its reply filter off,
+                 both off, and enabled=false: where the happy path's CPU goes
   --quick        stock connect_timeout=5 instead of 30, 2 runs, 100 messages in scenario 5
   --write        write bench/results.md and chart.svg even for a partial or --quick run
                  (a full run always writes them)`
@@ -59,6 +61,7 @@ const { values: args } = parseArgs({
     messages: { type: 'string' },
     warmup: { type: 'string' },
     'cpu-prof': { type: 'string' },
+    breakdown: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 })
@@ -109,6 +112,15 @@ const RUNS_SLOW = runsOpt ?? (QUICK ? 2 : 3)
 const BULK_MESSAGES = countOption('messages', 1, 20000, QUICK ? 100 : 500)
 const BULK_WARMUP = countOption('warmup', 0, 20000, 20)
 const BULK_CONCURRENCY = args.concurrency === undefined ? 20 : Number(args.concurrency)
+/** --breakdown: the plugin with parts of it switched off in happy_eyeballs.ini, in scenario 5. */
+const BREAKDOWN = args.breakdown
+  ? [
+      { name: 'race off', ini: '[race]\nenabled=false\n' },
+      { name: 'reply filter off', ini: '[policy]\nenabled=false\n' },
+      { name: 'race and reply filter off', ini: '[race]\nenabled=false\n[policy]\nenabled=false\n' },
+      { name: 'enabled=false', ini: '[main]\nenabled=false\n' },
+    ]
+  : []
 const PLANNER_RUN_MS = 1000
 const PLUGIN_INI = support.pluginIni(25)
 const OUTBOUND = { enable_tls: false, local_mx_ok: true, connect_timeout: CONNECT_TIMEOUT_S }
@@ -737,22 +749,40 @@ const SCENARIOS = [
         const rss = { stock: [], plugin: [] }
         const viaV6 = { stock: [], plugin: [] }
         const cpu = { stock: [], plugin: [] }
-        for (let i = 1; i <= RUNS_FAST; i++) {
-          for (const variant of VARIANTS) {
-            const r = await withHaraka(ctx, variant, sinks, (h) => bulkRun(h, sinks, `${variant}${i}`), {
-              profileName: `scenario5-${variant}-${i}`,
-            })
-            rates[variant].push(r.rate)
-            rss[variant].push(r.hwmMiB)
-            viaV6[variant].push(r.viaV6)
-            cpu[variant].push(r.cpuMsPerMsg)
-            log(
-              `  [5] ${variant.padEnd(6)} run ${i}/${RUNS_FAST}: ${r.rate.toFixed(1)} msg/s, ` +
-                `${r.cpuMsPerMsg.toFixed(2)} ms CPU/msg, peak RSS ${r.hwmMiB.toFixed(1)} MiB, ` +
-                `${r.viaV6}/${BULK_MESSAGES} over ::1`,
-            )
-          }
+        const parts = BREAKDOWN.map((b) => ({ ...b, cpu: [] }))
+        const runOne = async (variant, i) => {
+          const r = await withHaraka(ctx, variant, sinks, (h) => bulkRun(h, sinks, `${variant}${i}`), {
+            profileName: `scenario5-${variant}-${i}`,
+          })
+          rates[variant].push(r.rate)
+          rss[variant].push(r.hwmMiB)
+          viaV6[variant].push(r.viaV6)
+          cpu[variant].push(r.cpuMsPerMsg)
+          log(
+            `  [5] ${variant.padEnd(6)} run ${i}/${RUNS_FAST}: ${r.rate.toFixed(1)} msg/s, ` +
+              `${r.cpuMsPerMsg.toFixed(2)} ms CPU/msg, peak RSS ${r.hwmMiB.toFixed(1)} MiB, ` +
+              `${r.viaV6}/${BULK_MESSAGES} over ::1`,
+          )
         }
+        const runPart = async (part, i) => {
+          const tag = `part${parts.indexOf(part)}-${i}`
+          const r = await withHaraka(ctx, 'plugin', sinks, (h) => bulkRun(h, sinks, tag), { ini: part.ini })
+          part.cpu.push(r.cpuMsPerMsg)
+          log(`  [5] plugin, ${part.name}, run ${i}/${RUNS_FAST}: ${r.cpuMsPerMsg.toFixed(2)} ms CPU/msg`)
+        }
+        const runs = [
+          ...VARIANTS.map((v) => (i) => runOne(v, i)),
+          ...parts.map((part) => (i) => runPart(part, i)),
+        ]
+        for (let i = 1; i <= RUNS_FAST; i++) {
+          // The order turns run by run, so the machine's drift over a run falls on every variant alike.
+          for (let k = 0; k < runs.length; k++) await runs[(k + i - 1) % runs.length](i)
+        }
+        const paired = (xs) => median(xs.map((x, i) => x / cpu.stock[i])).toFixed(3)
+        log(
+          `  [5] CPU per message, median of each run's ratio to stock's: plugin ${paired(cpu.plugin)}` +
+            parts.map((part) => `; ${part.name} ${paired(part.cpu)}`).join(''),
+        )
         const stock = median(rates.stock)
         const plugin = median(rates.plugin)
         const ratio = plugin / stock
@@ -776,6 +806,13 @@ const SCENARIOS = [
               plugin: `${cpuPlugin.toFixed(2)} ms`,
               ratio: `${(cpuPlugin / cpuStock).toFixed(2)}×`,
             },
+            ...parts.map((part) => ({
+              id: 5,
+              what: `Happy path, the plugin with ${part.name}: Haraka CPU time per message`,
+              stock: `${cpuStock.toFixed(2)} ms`,
+              plugin: `${median(part.cpu).toFixed(2)} ms`,
+              ratio: `${(median(part.cpu) / cpuStock).toFixed(2)}×`,
+            })),
             {
               id: 5,
               what: 'Happy path: peak RSS of the Haraka process (VmHWM)',
@@ -797,7 +834,14 @@ const SCENARIOS = [
                 rates.plugin.map((x, i) => x / rates.stock[i]),
               ).toFixed(3)}.`,
             `Haraka CPU (user + system, /proc/<pid>/stat) per message, per run (ms): stock ` +
-              `${cpu.stock.map((x) => x.toFixed(2)).join(', ')}; plugin ${cpu.plugin.map((x) => x.toFixed(2)).join(', ')}.`,
+              `${cpu.stock.map((x) => x.toFixed(2)).join(', ')}; plugin ${cpu.plugin.map((x) => x.toFixed(2)).join(', ')}; ` +
+              `median of the plugin ÷ stock ratios of each run: ${median(cpu.plugin.map((x, i) => x / cpu.stock[i])).toFixed(3)}.`,
+            ...parts.map(
+              (part) =>
+                `The plugin with ${part.name} (${part.ini.trim().replace(/\n/g, ' ')}), CPU per message per run ` +
+                `(ms): ${part.cpu.map((x) => x.toFixed(2)).join(', ')}; median of its ratios to stock's of the ` +
+                `same run: ${median(part.cpu.map((x, i) => x / cpu.stock[i])).toFixed(3)}.`,
+            ),
             `Peak RSS per run (MiB): stock ${rss.stock.map((x) => x.toFixed(1)).join(', ')}; ` +
               `plugin ${rss.plugin.map((x) => x.toFixed(1)).join(', ')}.`,
             `Messages delivered over ::1 per run: stock ${viaV6.stock.join(', ')}; plugin ${viaV6.plugin.join(', ')} ` +
