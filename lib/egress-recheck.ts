@@ -41,20 +41,26 @@ export function recheckTarget(plan: Plan, result: RaceResult<RaceSocket>): RaceT
 
 const show = (t: RaceTarget): string => `${t.exchange} [${t.address}]:${t.port}`
 
-/** Starts a recheck of `target` when one is due; never throws. Resolves when it is over. */
+/** Starts a recheck of `target` when one is due; never rejects. Resolves when it is over. */
 export async function recheckEgress(target: RaceTarget, opts: RecheckOptions): Promise<boolean> {
   const now = opts.now ?? Date.now
-  if (!opts.egress.claimRecheck(opts.intervalMs, now())) return false
+  let claimed = false
   try {
+    if (!opts.egress.claimRecheck(opts.intervalMs, now())) return false
+    claimed = true
     const result = await opts.probe(target, opts.timeoutMs)
     opts.onResult(result)
     // A connect clears the state and says so (describeEgress); anything else is said here.
     if (opts.egress.read(now()).ipv6Impaired)
       opts.log('info', `IPv6 egress recheck at ${show(target)}: ${describeTimeline(result)}; still impaired`)
   } catch (err) {
-    opts.log('warn', `IPv6 egress recheck at ${show(target)} failed: ${describeError(err)}`)
+    try {
+      opts.log('warn', `IPv6 egress recheck at ${show(target)} failed: ${describeError(err)}`)
+    } catch {
+      // a broken logger has nothing better to report to; the recheck is over all the same
+    }
   } finally {
-    opts.egress.endRecheck()
+    if (claimed) opts.egress.endRecheck()
   }
-  return true
+  return claimed
 }

@@ -191,5 +191,27 @@ describe('egress-recheck', () => {
       advance(60_000)
       assert.equal(await recheckEgress(v6, opts), true)
     })
+
+    it('never rejects, whatever throws: the probe and the logger both, or the claim itself', async () => {
+      const { egress, advance } = impaired()
+      const { opts } = options(egress, async () => {
+        throw new Error('socket exploded')
+      })
+      const broken: RecheckOptions = {
+        ...opts,
+        log: () => {
+          throw new Error('logger gone')
+        },
+      }
+      assert.equal(await recheckEgress(v6, broken), true)
+      advance(60_000)
+      assert.equal(await recheckEgress(v6, broken), true, 'the claim was given back')
+      const claimThrows = Object.assign(Object.create(egress) as EgressMemory, {
+        claimRecheck: () => {
+          throw new Error('state gone')
+        },
+      })
+      assert.equal(await recheckEgress(v6, { ...broken, egress: claimThrows }), false)
+    })
   })
 })
