@@ -68,6 +68,8 @@ interface State {
   connectTimes: SharingConnectTimes
   /** This host's IPv6 egress, judged across destinations. */
   egress: SharingEgressMemory
+  /** Probes an IPv6 address while egress is impaired ([egress] recheck_s); absent with 0. */
+  recheckEgress?: (target: RaceTarget) => void
 }
 
 interface Plugin extends Haraka.Plugin {
@@ -304,6 +306,7 @@ function buildState(plugin: Plugin, settings: Settings): State {
     ...(redis ? { redis } : {}),
     ...(shared ? { shared } : {}),
     policyPatterns: [...DEFAULT_POLICY_PATTERNS, ...compiled.patterns],
+    ...(settings.egress.recheckS > 0 ? { recheckEgress: egressRechecker(plugin) } : {}),
     dns: makeDnsClient(settings.dns.servers, settings.dns.timeoutMs),
     outbound,
   }
@@ -436,9 +439,7 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
       ...(state.connectivity ? { hostFamilies: state.connectivity.current() } : {}),
       learned: { connectTimes: state.connectTimes, egress: state.egress },
       ...(bridge?.racing ? { racer: bridge.racerFor(connects) } : {}),
-      ...(state.settings.egress.recheckS > 0
-        ? { recheckEgress: (target: RaceTarget) => void recheckEgress(target, egressRecheck(this, state)) }
-        : {}),
+      ...(state.recheckEgress ? { recheckEgress: state.recheckEgress } : {}),
       // The race gets what is left of 80% of the hook timeout when it starts.
       answerBy: performance.now() + timeoutMs * 0.8,
     })
@@ -451,6 +452,14 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
     stepAside(err)
   }
 }
+
+/** Rechecks impaired IPv6 egress from the plugin's current state, made once per state. */
+const egressRechecker =
+  (plugin: Plugin) =>
+  (target: RaceTarget): void => {
+    const state = plugin.happy_eyeballs
+    if (state) void recheckEgress(target, egressRecheck(plugin, state))
+  }
 
 /** A recheck of impaired IPv6 egress from this state: it feeds what a race would feed. */
 function egressRecheck(plugin: Plugin, state: State): Parameters<typeof recheckEgress>[1] {

@@ -2,7 +2,9 @@
 // is routable only if it is global unicast, or an operator's `allow` CIDR re-permits it.
 
 import net from 'node:net'
+
 import ipaddr from 'ipaddr.js'
+import { LRUCache } from 'lru-cache'
 
 export type Family = 'ipv4' | 'ipv6'
 
@@ -199,11 +201,13 @@ interface AddressFacts {
 
 /**
  * Address texts seen lately and their facts. Parsing and the range walk are most of the cost
- * of a classification, and a busy queue sends the same few MX addresses again and again; a
- * bounded map (oldest out first) keeps a flood of distinct addresses from growing it.
+ * of a classification, and a busy queue sends the same few MX addresses again and again; an
+ * LRU bound keeps a flood of distinct addresses from growing it.
  */
 export const ADDRESS_CACHE_MAX = 4096
-const factsCache = new Map<string, AddressFacts | null>()
+/** What the cache keeps for a text that is no IP address (an LRU holds no null). */
+const NOT_AN_ADDRESS = Symbol('not an address')
+const factsCache = new LRUCache<string, AddressFacts | typeof NOT_AN_ADDRESS>({ max: ADDRESS_CACHE_MAX })
 
 /** How many address texts are remembered now (at most ADDRESS_CACHE_MAX). */
 export const addressCacheSize = (): number => factsCache.size
@@ -215,10 +219,9 @@ export function clearAddressCache(): void {
 
 function addressFacts(text: string): AddressFacts | null {
   const cached = factsCache.get(text)
-  if (cached !== undefined) return cached
+  if (cached !== undefined) return cached === NOT_AN_ADDRESS ? null : cached
   const facts = computeFacts(text)
-  if (factsCache.size >= ADDRESS_CACHE_MAX) factsCache.delete(factsCache.keys().next().value as string)
-  factsCache.set(text, facts)
+  factsCache.set(text, facts ?? NOT_AN_ADDRESS)
   return facts
 }
 

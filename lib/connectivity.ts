@@ -17,6 +17,7 @@
 import os from 'node:os'
 
 import ipaddr from 'ipaddr.js'
+import { LRUCache } from 'lru-cache'
 
 import type { Family } from './classify'
 
@@ -59,18 +60,19 @@ function parse(address: string): Parsed | undefined {
 
 /**
  * Scopes of address texts seen lately: every plan of a message asks for each of its addresses,
- * and a busy queue sends the same few again and again. Bounded, oldest out first.
+ * and a busy queue sends the same few again and again. Bounded, least recently used out first.
  */
 const SCOPE_CACHE_MAX = 4096
-const scopeCache = new Map<string, SourceScope | null>()
+/** What the cache keeps for a text that is no address (an LRU holds no undefined). */
+const NO_SCOPE = Symbol('no scope')
+const scopeCache = new LRUCache<string, SourceScope | typeof NO_SCOPE>({ max: SCOPE_CACHE_MAX })
 
 /** The scope an address has as a source or a destination; undefined when it is no address. */
 export function scopeOf(address: string): SourceScope | undefined {
   const cached = scopeCache.get(address)
-  if (cached !== undefined) return cached ?? undefined
+  if (cached !== undefined) return cached === NO_SCOPE ? undefined : cached
   const scope = computeScope(address)
-  if (scopeCache.size >= SCOPE_CACHE_MAX) scopeCache.delete(scopeCache.keys().next().value as string)
-  scopeCache.set(address, scope ?? null)
+  scopeCache.set(address, scope ?? NO_SCOPE)
   return scope
 }
 

@@ -282,8 +282,10 @@ function afterRaceRecord<S extends RaceSocket>(
 ): DeliveryRecord {
   recordRace(deps.health, result, deps.settings.race.attemptDelayMs)
   if (deps.learned) learnFromRace(deps.learned, result, deps.settings.race.attemptDelayMs)
-  const recheck = deps.recheckEgress ? recheckTarget(plan, result) : undefined
-  if (recheck) deps.recheckEgress?.(recheck)
+  if (deps.recheckEgress) {
+    const recheck = recheckTarget(plan, result)
+    if (recheck) deps.recheckEgress(recheck)
+  }
   const race: RaceRecord = { attempts: result.attempts, elapsedMs: result.elapsedMs, untried: result.untried }
   const targets = [...result.attempts.map((a) => a.target), ...result.untried]
   const record = (decision: DeliveryRecord['decision']): DeliveryRecord =>
