@@ -151,6 +151,8 @@ interface RaceContext<S extends RaceSocket> {
   open: boolean
   deadlineAt: number
   timer?: NodeJS.Timeout
+  /** now()-time the timer is armed for. */
+  timerAt?: number
   done: boolean
   resolve(result: RaceResult<S>): void
 }
@@ -189,8 +191,6 @@ function nextDueAt(ctx: RaceContext<RaceSocket>): number | undefined {
  * start or the deadline, whichever comes first.
  */
 function advance<S extends RaceSocket>(ctx: RaceContext<S>): void {
-  clearTimeout(ctx.timer)
-  ctx.timer = undefined
   if (ctx.done) return
   if (ctx.now() >= ctx.deadlineAt) return timeOut(ctx)
   let due = nextDueAt(ctx)
@@ -201,7 +201,19 @@ function advance<S extends RaceSocket>(ctx: RaceContext<S>): void {
   }
   if (due === undefined && ctx.live.size === 0 && !ctx.open) return finish(ctx)
   const wakeAt = Math.min(due ?? Infinity, ctx.deadlineAt)
-  ctx.timer = setTimeout(() => advance(ctx), Math.max(0, wakeAt - ctx.now()))
+  // Already armed for that moment: kept, not made again.
+  if (ctx.timer && ctx.timerAt === wakeAt) return
+  clearTimeout(ctx.timer)
+  ctx.timerAt = wakeAt
+  // Whole milliseconds: Node keeps a timer list per distinct duration, so a fractional one
+  // makes (and drops) a list of its own for every race.
+  ctx.timer = setTimeout(
+    () => {
+      ctx.timer = undefined
+      advance(ctx)
+    },
+    Math.ceil(Math.max(0, wakeAt - ctx.now())),
+  )
 }
 
 /** The delay after an attempt to `target` starts; a bad or failing learnt value gives the fixed one. */

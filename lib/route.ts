@@ -404,7 +404,8 @@ function routeRacing<S extends RaceSocket>(
       if (at === undefined) return
       const wait = at - performance.now()
       if (wait <= 0) begin(p, plan)
-      else startTimer = setTimeout(consider, wait)
+      // Whole milliseconds, so these timers share Node's list for their duration (see race.ts).
+      else startTimer = setTimeout(consider, Math.ceil(wait))
     }
     const onProgress = (p: ResolutionProgress): void => {
       progress = p

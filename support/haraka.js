@@ -118,7 +118,9 @@ function pluginDnsOnLoopback(ini, dnsPort) {
  * Starts a real Haraka process in a fresh temp dir, listening on 127.0.0.1:<free port>.
  * @param {{version?: string, dnsPort: number, plugins?: string[], outbound?: object,
  *   files?: Object<string, string>, pluginFiles?: Object<string, string>, caCert?: string,
- *   forceTlsHosts?: string[], nodes?: number, nodeArgs?: string[]}} opts  `nodes` is smtp.ini
+ *   forceTlsHosts?: string[], nodes?: number, nodeArgs?: string[], outcomeRecords?: boolean}} opts
+ *   `outcomeRecords: false` leaves the DeliveryRecord out of each recorded outcome (a CPU
+ *   measurement then does not count the recorder's JSON of it); `nodes` is smtp.ini
  *   nodes (cluster workers, default 0: one process); `nodeArgs` go to node before Haraka's
  *   script (e.g. `--cpu-prof`; the process's cwd is its temp dir, so give absolute paths); with
  *   nodeArgs, stop() sends SIGINT (Haraka exits through process.exit, so node writes what such
@@ -162,6 +164,7 @@ async function startHaraka({
   pluginFrom = 'package',
   nodes = 0,
   nodeArgs = [],
+  outcomeRecords = true,
 } = {}) {
   const versionDir = HARAKA_VERSIONS[version]
   if (!versionDir) throw new Error(`unknown Haraka version ${version}`)
@@ -219,6 +222,7 @@ async function startHaraka({
     for (const [name, text] of Object.entries(extra)) await write(name, text)
 
     const env = { ...process.env }
+    if (!outcomeRecords) env.HE_OUTCOME_RECORDS = '0'
     delete env.HARAKA
     delete env.HARAKA_TEST_DIR
     delete env.NODE_OPTIONS

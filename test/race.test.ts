@@ -253,6 +253,36 @@ describe('startRace: targets added to a running race (RFC 8305 §6), with a fake
     assert.deepEqual(r.untried, [])
   })
 
+  it('arms its one timer in whole milliseconds, and keeps it when a transition leaves the due moment as it was', async function () {
+    // A clock that moves a little on every read, as a real one does between transitions.
+    let drift = 0
+    const now = (): number => clock.now + (drift += 0.37)
+    const delays: number[] = []
+    const fakeSetTimeout = globalThis.setTimeout
+    globalThis.setTimeout = ((fn: () => void, ms?: number) => {
+      delays.push(Number(ms))
+      return fakeSetTimeout(fn, ms)
+    }) as typeof setTimeout
+    try {
+      const race = start([target('192.0.2.1'), target('192.0.2.2')], { now })
+      await clock.tickAsync(100)
+      // Added behind the waiting one: the next start is still the same moment.
+      race.add([target('192.0.2.3')])
+      assert.equal(delays.length, 1, `re-armed for the same moment: ${delays.join(', ')}`)
+      await clock.tickAsync(15000)
+      race.close()
+      const r = await race.result
+      assert.deepEqual(
+        r.attempts.map((a) => a.outcome),
+        ['timed out', 'timed out', 'timed out'],
+      )
+    } finally {
+      globalThis.setTimeout = fakeSetTimeout
+    }
+    assert.ok(delays.length >= 3, `timers armed: ${delays.join(', ')}`)
+    for (const ms of delays) assert.ok(Number.isInteger(ms), `a timer of ${ms} ms`)
+  })
+
   it('an added address goes before the not-yet-started ones of a lower preference', async function () {
     script = { '192.0.2.2': { at: 1, event: 'connect' } }
     const race = start([target('192.0.2.1', 10), target('192.0.2.20', 20)])
