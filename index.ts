@@ -11,7 +11,7 @@ import { describeError } from './lib/errors'
 import { makeDnsClient, type DnsClient } from './lib/resolve'
 import { explainedFailure, messageBind, MessageConnects } from './lib/connects'
 import { type DeliveryRecord, describeDelivery, RECORD_NOTE } from './lib/delivery'
-import { entriesOf, recordRace, routeDomain } from './lib/route'
+import { entriesOf, learnFrom, routeDomain } from './lib/route'
 import type { PoolSocket } from './lib/client-pool'
 import {
   mayFallBack,
@@ -40,8 +40,8 @@ import { SharedState, SharingHealthCache, SharingPolicyMemory } from './lib/shar
 import { describeHostFamilies, HostConnectivity } from './lib/connectivity'
 import { describeEgress } from './lib/egress'
 import { SharingConnectTimes, SharingEgressMemory } from './lib/shared-learned'
-import { learnedGauges, learnFromRace } from './lib/learned'
-import { recheckEgress } from './lib/egress-recheck'
+import { type Learned, learnedGauges } from './lib/learned'
+import { recheckEgress, type RecheckOptions } from './lib/egress-recheck'
 import { probeGreeting } from './lib/greeting-probe'
 
 type Next = Haraka.Next
@@ -96,8 +96,7 @@ export function register(this: Plugin): void {
   processMetrics.learnedFrom(() => {
     const state = this.happy_eyeballs
     if (!state) return undefined
-    const learned = { connectTimes: state.connectTimes, egress: state.egress }
-    return learnedGauges(learned, state.connectivity?.current(), state.settings)
+    return learnedGauges(learnedOf(state), state.connectivity?.current(), state.settings)
   })
 }
 
@@ -437,7 +436,7 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
       connects,
       ...(state.shared ? { shared: state.shared } : {}),
       ...(state.connectivity ? { hostFamilies: state.connectivity.current() } : {}),
-      learned: { connectTimes: state.connectTimes, egress: state.egress },
+      learned: learnedOf(state),
       ...(bridge?.racing ? { racer: bridge.racerFor(connects) } : {}),
       ...(state.recheckEgress ? { recheckEgress: state.recheckEgress } : {}),
       // The race gets what is left of 80% of the hook timeout when it starts.
@@ -453,6 +452,11 @@ export function route_mx(this: Plugin, next: Next, hmail: HMail, domain: string)
   }
 }
 
+/** What this state learns across destinations: connect times and IPv6 egress. */
+function learnedOf(state: State): Learned {
+  return { connectTimes: state.connectTimes, egress: state.egress }
+}
+
 /** Rechecks impaired IPv6 egress from the plugin's current state, made once per state. */
 const egressRechecker =
   (plugin: Plugin) =>
@@ -462,18 +466,15 @@ const egressRechecker =
   }
 
 /** A recheck of impaired IPv6 egress from this state: it feeds what a race would feed. */
-function egressRecheck(plugin: Plugin, state: State): Parameters<typeof recheckEgress>[1] {
+function egressRecheck(plugin: Plugin, state: State): RecheckOptions {
   const { race, egress } = state.settings
-  const learned = { connectTimes: state.connectTimes, egress: state.egress }
+  const learned = learnedOf(state)
   return {
     egress: state.egress,
     intervalMs: egress.recheckS * 1000,
     timeoutMs: race.deadlineMs,
     probe: probeGreeting,
-    onResult: (result) => {
-      learnFromRace(learned, result, race.attemptDelayMs)
-      recordRace(state.health, result, race.attemptDelayMs)
-    },
+    onResult: (result) => learnFrom(state.health, learned, result, race.attemptDelayMs),
     log: (level, msg) => (level === 'info' ? plugin.loginfo : plugin.logwarn).call(plugin, LOG_PREFIX + msg),
   }
 }

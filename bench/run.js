@@ -197,18 +197,19 @@ const profiled = (name) =>
       }
     : {}
 
-function harakaOptions(variant, dnsPort, { ini = '', profileName } = {}) {
+function harakaOptions(variant, dnsPort, { ini = '', profileName, outcomeRecords = true } = {}) {
   return variant === 'plugin'
     ? {
         ...profiled(profileName),
         dnsPort,
+        outcomeRecords,
         plugins: ['happy-eyeballs'],
         outbound: OUTBOUND,
         files: { 'happy_eyeballs.ini': PLUGIN_INI + ini },
         // The bench measures this working tree as built, not a packed copy of it.
         pluginFrom: 'checkout',
       }
-    : { ...profiled(profileName), dnsPort, outbound: OUTBOUND }
+    : { ...profiled(profileName), dnsPort, outcomeRecords, outbound: OUTBOUND }
 }
 
 const log = (text = '') => process.stdout.write(`${text}\n`)
@@ -236,8 +237,7 @@ async function standIns(scope, { sinks = [], holes = [] }) {
 async function withHaraka(ctx, variant, sinks, fn, { ini, profileName, outcomeRecords } = {}) {
   const scope = support.makeScope(`${variant} Haraka`)
   try {
-    const opts = harakaOptions(variant, ctx.dns.port, { ini, profileName })
-    if (outcomeRecords === false) opts.outcomeRecords = false
+    const opts = harakaOptions(variant, ctx.dns.port, { ini, profileName, outcomeRecords })
     const h = await scope.own(support.startHaraka(opts))
     await support.mustDeliver(h, sinks, 'warm.bench', { timeoutMs: 20000 })
     return await fn(h)
@@ -844,12 +844,12 @@ const SCENARIOS = [
               ).toFixed(3)}.`,
             `Haraka CPU (user + system, /proc/<pid>/stat) per message, per run (ms): stock ` +
               `${cpu.stock.map((x) => x.toFixed(2)).join(', ')}; plugin ${cpu.plugin.map((x) => x.toFixed(2)).join(', ')}; ` +
-              `median of the plugin ÷ stock ratios of each run: ${median(cpu.plugin.map((x, i) => x / cpu.stock[i])).toFixed(3)}.`,
+              `median of the plugin ÷ stock ratios of each run: ${paired(cpu.plugin)}.`,
             ...parts.map(
               (part) =>
                 `The plugin with ${part.name} (${part.ini.trim().replace(/\n/g, ' ')}), CPU per message per run ` +
                 `(ms): ${part.cpu.map((x) => x.toFixed(2)).join(', ')}; median of its ratios to stock's of the ` +
-                `same run: ${median(part.cpu.map((x, i) => x / cpu.stock[i])).toFixed(3)}.`,
+                `same run: ${paired(part.cpu)}.`,
             ),
             `Peak RSS per run (MiB): stock ${rss.stock.map((x) => x.toFixed(1)).join(', ')}; ` +
               `plugin ${rss.plugin.map((x) => x.toFixed(1)).join(', ')}.`,

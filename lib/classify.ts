@@ -207,7 +207,10 @@ interface AddressFacts {
 export const ADDRESS_CACHE_MAX = 4096
 /** What the cache keeps for a text that is no IP address (an LRU holds no null). */
 const NOT_AN_ADDRESS = Symbol('not an address')
-const factsCache = new LRUCache<string, AddressFacts | typeof NOT_AN_ADDRESS>({ max: ADDRESS_CACHE_MAX })
+const factsCache = new LRUCache<string, AddressFacts | typeof NOT_AN_ADDRESS>({
+  max: ADDRESS_CACHE_MAX,
+  memoMethod: (text) => computeFacts(text) ?? NOT_AN_ADDRESS,
+})
 
 /** How many address texts are remembered now (at most ADDRESS_CACHE_MAX). */
 export const addressCacheSize = (): number => factsCache.size
@@ -218,11 +221,8 @@ export function clearAddressCache(): void {
 }
 
 function addressFacts(text: string): AddressFacts | null {
-  const cached = factsCache.get(text)
-  if (cached !== undefined) return cached === NOT_AN_ADDRESS ? null : cached
-  const facts = computeFacts(text)
-  factsCache.set(text, facts ?? NOT_AN_ADDRESS)
-  return facts
+  const facts = factsCache.memo(text)
+  return facts === NOT_AN_ADDRESS ? null : facts
 }
 
 function computeFacts(text: string): AddressFacts | null {

@@ -65,15 +65,15 @@ function parse(address: string): Parsed | undefined {
 const SCOPE_CACHE_MAX = 4096
 /** What the cache keeps for a text that is no address (an LRU holds no undefined). */
 const NO_SCOPE = Symbol('no scope')
-const scopeCache = new LRUCache<string, SourceScope | typeof NO_SCOPE>({ max: SCOPE_CACHE_MAX })
+const scopeCache = new LRUCache<string, SourceScope | typeof NO_SCOPE>({
+  max: SCOPE_CACHE_MAX,
+  memoMethod: (address) => computeScope(address) ?? NO_SCOPE,
+})
 
 /** The scope an address has as a source or a destination; undefined when it is no address. */
 export function scopeOf(address: string): SourceScope | undefined {
-  const cached = scopeCache.get(address)
-  if (cached !== undefined) return cached === NO_SCOPE ? undefined : cached
-  const scope = computeScope(address)
-  scopeCache.set(address, scope ?? NO_SCOPE)
-  return scope
+  const scope = scopeCache.memo(address)
+  return scope === NO_SCOPE ? undefined : scope
 }
 
 function computeScope(address: string): SourceScope | undefined {

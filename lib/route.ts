@@ -280,8 +280,7 @@ function afterRaceRecord<S extends RaceSocket>(
   result: RaceResult<S>,
   pending: string[] = [],
 ): DeliveryRecord {
-  recordRace(deps.health, result, deps.settings.race.attemptDelayMs)
-  if (deps.learned) learnFromRace(deps.learned, result, deps.settings.race.attemptDelayMs)
+  learnFrom(deps.health, deps.learned, result, deps.settings.race.attemptDelayMs)
   if (deps.recheckEgress) {
     const recheck = recheckTarget(plan, result)
     if (recheck) deps.recheckEgress(recheck)
@@ -452,6 +451,20 @@ function routeRacing<S extends RaceSocket>(
 /** A greeting that is neither a welcome nor a temporary refusal: 5xx, or not SMTP at all. */
 const refusedForGood = (a: AttemptRecord): boolean =>
   a.outcome === 'failed' && a.greeting !== undefined && !(a.replyCode !== undefined && a.replyCode < 500)
+
+/**
+ * What a race, or a probe shaped as one, teaches: the health cache, and the connect times and
+ * egress evidence learnt across destinations.
+ */
+export function learnFrom(
+  health: HealthCache,
+  learned: Learned | undefined,
+  result: RaceResult<RaceSocket>,
+  attemptDelayMs: number,
+): void {
+  recordRace(health, result, attemptDelayMs)
+  if (learned) learnFromRace(learned, result, attemptDelayMs)
+}
 
 /**
  * Feeds the health cache: every connect and every error, and, as "slow" (never as an error),
