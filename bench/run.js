@@ -46,7 +46,8 @@ const USAGE = `usage: node bench/run.js [--runs N] [--scenario N[,N...]] [--quic
   --cpu-prof DIR   write a V8 CPU profile of every Haraka process of scenario 5 into DIR
                  (node --cpu-prof; one .cpuprofile per run, named by variant and run)
   --breakdown      scenario 5 also runs the plugin with its race off, its reply filter off,
-                 both off, and enabled=false: where the happy path's CPU goes
+                 both off, and enabled=false, and stock Haraka with a bare get_mx plugin
+                 (what Haraka charges any plugin that answers get_mx): where the CPU goes
   --quick        stock connect_timeout=5 instead of 30, 2 runs, 100 messages in scenario 5
   --write        write bench/results.md and chart.svg even for a partial or --quick run
                  (a full run always writes them)`
@@ -119,8 +120,18 @@ const BREAKDOWN = args.breakdown
       { name: 'reply filter off', ini: '[policy]\nenabled=false\n' },
       { name: 'race and reply filter off', ini: '[race]\nenabled=false\n[policy]\nenabled=false\n' },
       { name: 'enabled=false', ini: '[main]\nenabled=false\n' },
+      // What Haraka itself charges any plugin that answers get_mx: the hook call, its INFO line
+      // of the answer (hook=get_mx ... retval=OK msg=...) and the list's copy, with stock's DNS.
+      { name: 'a bare get_mx plugin', variant: 'bare' },
     ]
   : []
+/** How a --breakdown part reads in the log, the table and the details. */
+const partWhat = (part) =>
+  part.variant === 'bare' ? `stock Haraka with ${part.name}` : `the plugin with ${part.name}`
+const partHow = (part) =>
+  part.variant === 'bare'
+    ? "it answers get_mx with Haraka's own MX lookup"
+    : part.ini.trim().replace(/\n/g, ' ')
 const PLANNER_RUN_MS = 1000
 const PLUGIN_INI = support.pluginIni(25)
 const OUTBOUND = { enable_tls: false, local_mx_ok: true, connect_timeout: CONNECT_TIMEOUT_S }
@@ -197,7 +208,30 @@ const profiled = (name) =>
       }
     : {}
 
+/**
+ * --breakdown's floor: a plugin that answers get_mx with Haraka's own MX lookup (the one stock
+ * Haraka makes without a get_mx plugin), so only the price of answering the hook differs.
+ */
+const BARE_GET_MX = `'use strict'
+const net_utils = require(${JSON.stringify(require.resolve('haraka-net-utils', { paths: [support.HARAKA_VERSIONS['3.3.4']] }))})
+exports.register = function () {
+  this.register_hook('get_mx', 'answer_mx')
+}
+exports.answer_mx = function (next, hmail, domain) {
+  net_utils.get_mx(domain).then((mxs) => (mxs.length ? next(OK, mxs) : next()), () => next())
+}
+`
+
 function harakaOptions(variant, dnsPort, { ini = '', profileName, outcomeRecords = true } = {}) {
+  if (variant === 'bare')
+    return {
+      ...profiled(profileName),
+      dnsPort,
+      outcomeRecords,
+      outbound: OUTBOUND,
+      plugins: ['bare_get_mx'],
+      pluginFiles: { bare_get_mx: BARE_GET_MX },
+    }
   return variant === 'plugin'
     ? {
         ...profiled(profileName),
@@ -770,12 +804,12 @@ const SCENARIOS = [
         }
         const runPart = async (part, i) => {
           const tag = `part${parts.indexOf(part)}-${i}`
-          const r = await withHaraka(ctx, 'plugin', sinks, (h) => bulkRun(h, sinks, tag), {
+          const r = await withHaraka(ctx, part.variant ?? 'plugin', sinks, (h) => bulkRun(h, sinks, tag), {
             ini: part.ini,
             outcomeRecords: false,
           })
           part.cpu.push(r.cpuMsPerMsg)
-          log(`  [5] plugin, ${part.name}, run ${i}/${RUNS_FAST}: ${r.cpuMsPerMsg.toFixed(2)} ms CPU/msg`)
+          log(`  [5] ${partWhat(part)}, run ${i}/${RUNS_FAST}: ${r.cpuMsPerMsg.toFixed(2)} ms CPU/msg`)
         }
         const runs = [
           ...VARIANTS.map((v) => (i) => runOne(v, i)),
@@ -815,7 +849,7 @@ const SCENARIOS = [
             },
             ...parts.map((part) => ({
               id: 5,
-              what: `Happy path, the plugin with ${part.name}: Haraka CPU time per message`,
+              what: `Happy path, ${partWhat(part)}: Haraka CPU time per message`,
               stock: `${cpuStock.toFixed(2)} ms`,
               plugin: `${median(part.cpu).toFixed(2)} ms`,
               ratio: `${(median(part.cpu) / cpuStock).toFixed(2)}×`,
@@ -847,7 +881,7 @@ const SCENARIOS = [
               `median of the plugin ÷ stock ratios of each run: ${paired(cpu.plugin)}.`,
             ...parts.map(
               (part) =>
-                `The plugin with ${part.name} (${part.ini.trim().replace(/\n/g, ' ')}), CPU per message per run ` +
+                `${partWhat(part).replace(/^./, (c) => c.toUpperCase())} (${partHow(part)}), CPU per message per run ` +
                 `(ms): ${part.cpu.map((x) => x.toFixed(2)).join(', ')}; median of its ratios to stock's of the ` +
                 `same run: ${paired(part.cpu)}.`,
             ),

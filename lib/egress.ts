@@ -82,8 +82,10 @@ export class EgressMemory {
   record(e: EgressEvent): void {
     if (!this.evidence) return
     if (e.family === 'ipv6' && e.outcome === 'connected') {
-      // IPv6 works from here again: every piece of evidence against it is void.
-      this.evidence.clear()
+      // IPv6 works from here again: every piece of evidence against it is void. Only a
+      // memory that holds some is cleared: lru-cache's clear() is O(max), and this runs on
+      // every IPv6 success.
+      if (this.evidence.size) this.evidence.clear()
       this.clearedAt = Math.max(this.clearedAt ?? e.at, e.at)
       this.settle(e.at)
       return
