@@ -113,25 +113,34 @@ const RUNS_SLOW = runsOpt ?? (QUICK ? 2 : 3)
 const BULK_MESSAGES = countOption('messages', 1, 20000, QUICK ? 100 : 500)
 const BULK_WARMUP = countOption('warmup', 0, 20000, 20)
 const BULK_CONCURRENCY = args.concurrency === undefined ? 20 : Number(args.concurrency)
-/** --breakdown: the plugin with parts of it switched off in happy_eyeballs.ini, in scenario 5. */
+/** A --breakdown part of the plugin with some of it switched off in happy_eyeballs.ini. */
+const pluginPart = (name, ini) => ({
+  name,
+  variant: 'plugin',
+  ini,
+  what: `the plugin with ${name}`,
+  how: ini.trim().replace(/\n/g, ' '),
+})
+/**
+ * --breakdown: scenario 5's extra variants. `name` labels the paired ratios, `what` the log,
+ * table and details, `how` what the variant is made of.
+ */
 const BREAKDOWN = args.breakdown
   ? [
-      { name: 'race off', ini: '[race]\nenabled=false\n' },
-      { name: 'reply filter off', ini: '[policy]\nenabled=false\n' },
-      { name: 'race and reply filter off', ini: '[race]\nenabled=false\n[policy]\nenabled=false\n' },
-      { name: 'enabled=false', ini: '[main]\nenabled=false\n' },
+      pluginPart('race off', '[race]\nenabled=false\n'),
+      pluginPart('reply filter off', '[policy]\nenabled=false\n'),
+      pluginPart('race and reply filter off', '[race]\nenabled=false\n[policy]\nenabled=false\n'),
+      pluginPart('enabled=false', '[main]\nenabled=false\n'),
       // What Haraka itself charges any plugin that answers get_mx: the hook call, its INFO line
       // of the answer (hook=get_mx ... retval=OK msg=...) and the list's copy, with stock's DNS.
-      { name: 'a bare get_mx plugin', variant: 'bare' },
+      {
+        name: 'a bare get_mx plugin',
+        variant: 'bare',
+        what: 'stock Haraka with a bare get_mx plugin',
+        how: "it answers get_mx with Haraka's own MX lookup",
+      },
     ]
   : []
-/** How a --breakdown part reads in the log, the table and the details. */
-const partWhat = (part) =>
-  part.variant === 'bare' ? `stock Haraka with ${part.name}` : `the plugin with ${part.name}`
-const partHow = (part) =>
-  part.variant === 'bare'
-    ? "it answers get_mx with Haraka's own MX lookup"
-    : part.ini.trim().replace(/\n/g, ' ')
 const PLANNER_RUN_MS = 1000
 const PLUGIN_INI = support.pluginIni(25)
 const OUTBOUND = { enable_tls: false, local_mx_ok: true, connect_timeout: CONNECT_TIMEOUT_S }
@@ -804,12 +813,12 @@ const SCENARIOS = [
         }
         const runPart = async (part, i) => {
           const tag = `part${parts.indexOf(part)}-${i}`
-          const r = await withHaraka(ctx, part.variant ?? 'plugin', sinks, (h) => bulkRun(h, sinks, tag), {
+          const r = await withHaraka(ctx, part.variant, sinks, (h) => bulkRun(h, sinks, tag), {
             ini: part.ini,
             outcomeRecords: false,
           })
           part.cpu.push(r.cpuMsPerMsg)
-          log(`  [5] ${partWhat(part)}, run ${i}/${RUNS_FAST}: ${r.cpuMsPerMsg.toFixed(2)} ms CPU/msg`)
+          log(`  [5] ${part.what}, run ${i}/${RUNS_FAST}: ${r.cpuMsPerMsg.toFixed(2)} ms CPU/msg`)
         }
         const runs = [
           ...VARIANTS.map((v) => (i) => runOne(v, i)),
@@ -849,7 +858,7 @@ const SCENARIOS = [
             },
             ...parts.map((part) => ({
               id: 5,
-              what: `Happy path, ${partWhat(part)}: Haraka CPU time per message`,
+              what: `Happy path, ${part.what}: Haraka CPU time per message`,
               stock: `${cpuStock.toFixed(2)} ms`,
               plugin: `${median(part.cpu).toFixed(2)} ms`,
               ratio: `${(median(part.cpu) / cpuStock).toFixed(2)}×`,
@@ -881,7 +890,7 @@ const SCENARIOS = [
               `median of the plugin ÷ stock ratios of each run: ${paired(cpu.plugin)}.`,
             ...parts.map(
               (part) =>
-                `${partWhat(part).replace(/^./, (c) => c.toUpperCase())} (${partHow(part)}), CPU per message per run ` +
+                `CPU per message per run of ${part.what} (${part.how}) ` +
                 `(ms): ${part.cpu.map((x) => x.toFixed(2)).join(', ')}; median of its ratios to stock's of the ` +
                 `same run: ${paired(part.cpu)}.`,
             ),
