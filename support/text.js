@@ -10,6 +10,32 @@ function median(values) {
   return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2
 }
 
+/**
+ * A distribution-free interval for the median of independent runs (the sign test's order
+ * statistics): the sorted values of ranks k and n + 1 − k, k the largest rank that leaves each
+ * side at most (1 − level) / 2 of the chance, P(Binomial(n, ½) < k). `coverage` is the chance the
+ * interval holds the true median; undefined when there are too few values for `level` (under 5 at
+ * the default 0.9, whose sides are the one-sided 95 % bounds).
+ */
+function medianInterval(values, level = 0.9) {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
+  const n = v.length
+  const side = (1 - level) / 2
+  // P(B < k) for B ~ Binomial(n, ½), k = 1, 2, …: the sum of C(n, i) / 2^n over i < k.
+  let below = 0
+  let choose = 1
+  let k = 0
+  for (let i = 0; i < n; i++) {
+    const next = below + choose / 2 ** n
+    if (next > side) break
+    below = next
+    k = i + 1
+    choose = (choose * (n - i)) / (i + 1)
+  }
+  if (k < 1 || k > n + 1 - k) return undefined
+  return { low: v[k - 1], high: v[n - k], coverage: 1 - 2 * below }
+}
+
 /** A duration for people: 412 ms, 30.41 s. */
 function fmtMs(ms) {
   if (!Number.isFinite(ms)) return 'n/a'
@@ -59,4 +85,4 @@ function mdTable(head, rows) {
   return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n')
 }
 
-module.exports = { median, fmtMs, fmtDuration, fmtInt, columns, mdTable }
+module.exports = { median, medianInterval, fmtMs, fmtDuration, fmtInt, columns, mdTable }
