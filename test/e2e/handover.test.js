@@ -90,7 +90,7 @@ describe('raced socket hand-over and per-message explanations', function () {
         assert.equal(msg.remoteAddress, '127.0.0.2', 'not sent from notes.outbound_ip')
         assert.doesNotMatch(h.log(), /closed unclaimed connection/)
         // An IPv4 local address towards the IPv6 address fails at once, as it does in stock.
-        assert.match(log(), /race \+0ms \[::1\]:\d+ failed \(bind EINVAL\)[^\n]*127\.0\.0\.1:\d+ connected/)
+        assert.match(log(), /race \+\d+ms \[::1\]:\d+ failed \(bind EINVAL\)[^\n]*127\.0\.0\.1:\d+ connected/)
       })
 
       it('(g) [cache] ttl_s=0, no race, every address refused: the deferral names each address and its error', async function () {
@@ -159,7 +159,7 @@ describe('raced socket hand-over and per-message explanations', function () {
       const after = await send(h, 'rcpt-after@skipped.test')
       assert.equal(after.outcome.kind, 'deferred', after.outcome.line)
       assert.match(after.log(), /happy-eyeballs: plan for skipped\.test: try mx\.skipped\.test 127\.0\.0\.1/)
-      assert.doesNotMatch(after.log(), /race \+0ms/)
+      assert.doesNotMatch(after.log(), /race \+\d+ms/)
       assert.equal(s.connections, 12, 'a connection raced after racing was turned off')
     })
   })
