@@ -845,23 +845,25 @@ const SCENARIOS = [
           // The order turns run by run, so the machine's drift over a run falls on every variant alike.
           for (let k = 0; k < runs.length; k++) await runs[(k + i - 1) % runs.length](i)
         }
-        const ratios = (xs) => xs.map((x, i) => x / cpu.stock[i])
-        const paired = (xs) => median(ratios(xs)).toFixed(3)
-        // `1.200 (93 % interval 1.120–1.310)`: the median of each run's ratio to stock's, and
-        // the interval holding the true median with that confidence, whatever the runs'
-        // distribution (support/text medianInterval; 93 % is what 11 runs give at level 0.9).
+        // The median of each run's ratio to stock's, and the interval holding the true median
+        // whatever the runs' distribution (support/text; 93 % is what 11 runs give at level 0.9).
+        const pairedOf = (xs) => {
+          const ratios = xs.map((x, i) => x / cpu.stock[i])
+          return { median: median(ratios), interval: medianInterval(ratios) }
+        }
+        // `1.200 (93 % interval 1.120–1.310)`
         const pairedWithin = (xs) => {
-          const interval = medianInterval(ratios(xs))
+          const { median: m, interval } = pairedOf(xs)
           return interval
-            ? `${paired(xs)} (${Math.floor(100 * interval.coverage)} % interval ` +
+            ? `${m.toFixed(3)} (${Math.floor(100 * interval.coverage)} % interval ` +
                 `${interval.low.toFixed(3)}–${interval.high.toFixed(3)})`
-            : paired(xs)
+            : m.toFixed(3)
         }
         log(
           `  [5] CPU per message, median of each run's ratio to stock's: plugin ${pairedWithin(cpu.plugin)}` +
             parts.map((part) => `; ${part.name} ${pairedWithin(part.cpu)}`).join(''),
         )
-        const cpuInterval = medianInterval(ratios(cpu.plugin))
+        const cpuInterval = pairedOf(cpu.plugin).interval
         // Met only when the whole interval is within the goal, missed only when all of it is over.
         const cpuVerdict = !cpuInterval
           ? `undecided with ${cpu.plugin.length} runs (at least 5 give an interval)`

@@ -22,17 +22,18 @@ function medianInterval(values, level = 0.9) {
   const n = v.length
   const side = (1 - level) / 2
   // P(B < k) for B ~ Binomial(n, ½), k = 1, 2, …: the sum of C(n, i) / 2^n over i < k.
+  // Ranks k and n + 1 − k may meet (the median itself) but not cross.
   let below = 0
   let choose = 1
   let k = 0
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; 2 * (i + 1) <= n + 1; i++) {
     const next = below + choose / 2 ** n
     if (next > side) break
     below = next
     k = i + 1
     choose = (choose * (n - i)) / (i + 1)
   }
-  if (k < 1 || k > n + 1 - k) return undefined
+  if (k < 1) return undefined
   return { low: v[k - 1], high: v[n - k], coverage: 1 - 2 * below }
 }
 
