@@ -811,6 +811,9 @@ const SCENARIOS = [
         const rss = { stock: [], plugin: [] }
         const viaV6 = { stock: [], plugin: [] }
         const cpu = { stock: [], plugin: [] }
+        // Its user and system (kernel) parts: which side of the syscall boundary the extra is on.
+        const user = { stock: [], plugin: [] }
+        const system = { stock: [], plugin: [] }
         const parts = BREAKDOWN.map((b) => ({ ...b, cpu: [] }))
         const runOne = async (variant, i) => {
           const r = await withHaraka(ctx, variant, sinks, (h) => bulkRun(h, sinks, `${variant}${i}`), {
@@ -822,9 +825,12 @@ const SCENARIOS = [
           rss[variant].push(r.hwmMiB)
           viaV6[variant].push(r.viaV6)
           cpu[variant].push(r.cpuMsPerMsg)
+          user[variant].push(r.userMsPerMsg)
+          system[variant].push(r.systemMsPerMsg)
           log(
             `  [5] ${variant.padEnd(6)} run ${i}/${BULK_RUNS}: ${r.rate.toFixed(1)} msg/s, ` +
-              `${r.cpuMsPerMsg.toFixed(2)} ms CPU/msg, peak RSS ${r.hwmMiB.toFixed(1)} MiB, ` +
+              `${r.cpuMsPerMsg.toFixed(2)} ms CPU/msg (user ${r.userMsPerMsg.toFixed(2)}, system ` +
+              `${r.systemMsPerMsg.toFixed(2)}), peak RSS ${r.hwmMiB.toFixed(1)} MiB, ` +
               `${r.viaV6}/${BULK_MESSAGES} over ::1`,
           )
         }
@@ -872,6 +878,11 @@ const SCENARIOS = [
             : cpuInterval.low > CPU_GOAL_RATIO
               ? 'MISSED'
               : 'undecided (the interval spans the goal: more runs narrow it)'
+        // The median over runs of the plugin's minus stock's time per message in the same run.
+        const extraOf = (xs) => {
+          const ms = median(xs.plugin.map((x, i) => x - xs.stock[i]))
+          return `${ms >= 0 ? '+' : ''}${ms.toFixed(2)} ms`
+        }
         const stock = median(rates.stock)
         const plugin = median(rates.plugin)
         const ratio = plugin / stock
@@ -929,6 +940,11 @@ const SCENARIOS = [
             `Haraka CPU (user + system, /proc/<pid>/stat) per message, per run (ms): stock ` +
               `${cpu.stock.map((x) => x.toFixed(2)).join(', ')}; plugin ${cpu.plugin.map((x) => x.toFixed(2)).join(', ')}; ` +
               `median of the plugin ÷ stock ratios of each run: ${pairedWithin(cpu.plugin)}.`,
+            `Of that, user time (JavaScript, GC, native code in user space) per run (ms): stock ` +
+              `${user.stock.map((x) => x.toFixed(2)).join(', ')}; plugin ${user.plugin.map((x) => x.toFixed(2)).join(', ')}; ` +
+              `system time: stock ${system.stock.map((x) => x.toFixed(2)).join(', ')}; plugin ` +
+              `${system.plugin.map((x) => x.toFixed(2)).join(', ')}. The plugin's extra per message, median of ` +
+              `each run's difference: user ${extraOf(user)}, system ${extraOf(system)}.`,
             ...parts.map(
               (part) =>
                 `CPU per message per run of ${part.what} (${part.how}) ` +
@@ -1312,6 +1328,13 @@ const SCENARIOS = [
   },
 ]
 
+/** CPU per timed message between two procCpuTimesMs readings: in all, and its user and system parts. */
+function cpuPerMessage(before, after) {
+  const userMsPerMsg = (after.userMs - before.userMs) / BULK_MESSAGES
+  const systemMsPerMsg = (after.systemMs - before.systemMs) / BULK_MESSAGES
+  return { cpuMsPerMsg: userMsPerMsg + systemMsPerMsg, userMsPerMsg, systemMsPerMsg }
+}
+
 /** Scenario 5, one run: warm-up, then BULK_MESSAGES through a pooled client at bounded concurrency. */
 async function bulkRun(h, sinks, tag) {
   const transport = support.submitTransport(h.port, { pool: BULK_CONCURRENCY })
@@ -1325,7 +1348,7 @@ async function bulkRun(h, sinks, tag) {
     await until(() => countOf(warm) >= BULK_WARMUP, 30000 + 100 * BULK_WARMUP, 'the warm-up messages')
 
     const prefix = `bulk-${tag}-`
-    const cpu0 = support.procCpuMs(h.pid)
+    const cpu0 = support.procCpuTimesMs(h.pid)
     const t0 = performance.now()
     await Promise.all(Array.from({ length: BULK_MESSAGES }, (_, i) => send(`${prefix}${i}@happy.bench`)))
     await until(
@@ -1340,7 +1363,7 @@ async function bulkRun(h, sinks, tag) {
       .messages.filter((m) => m.to[0].startsWith(prefix)).length
     return {
       rate: BULK_MESSAGES / ((last - t0) / 1000),
-      cpuMsPerMsg: (support.procCpuMs(h.pid) - cpu0) / BULK_MESSAGES,
+      ...cpuPerMessage(cpu0, support.procCpuTimesMs(h.pid)),
       hwmMiB: support.procStatusKb(h.pid, 'VmHWM') / 1024,
       viaV6,
     }

@@ -81,11 +81,19 @@ function memory(pid) {
   return { peakKib: procStatusKb(pid, 'VmHWM'), rssKib: procStatusKb(pid, 'VmRSS') }
 }
 
-/** User + system CPU time a process has used so far, in ms, or NaN. */
-function procCpuMs(pid) {
+/**
+ * The user and the system (kernel) CPU time a process has used so far, in ms each; NaN each
+ * when it cannot be read. User time is JavaScript, GC and native code in user space; system
+ * time is the kernel's work on the process's behalf (syscalls, the network stack).
+ * @param {number} pid
+ * @returns {{userMs: number, systemMs: number}}
+ */
+function procCpuTimesMs(pid) {
   const fields = statFields(pid)
   // utime and stime, fields 14 and 15 of stat(5), in clock ticks; Linux reports them at 100 Hz.
-  return fields ? (Number(fields[11]) + Number(fields[12])) * 10 : NaN
+  return fields
+    ? { userMs: Number(fields[11]) * 10, systemMs: Number(fields[12]) * 10 }
+    : { userMs: NaN, systemMs: NaN }
 }
 
 /** inode → {proto, state} for the sockets in the process's network namespace. */
@@ -140,4 +148,4 @@ function fdSnapshot(pid) {
   return { total, kinds }
 }
 
-module.exports = { procInfo, processTable, isAlive, procStatusKb, memory, procCpuMs, fdSnapshot }
+module.exports = { procInfo, processTable, isAlive, procStatusKb, memory, procCpuTimesMs, fdSnapshot }
