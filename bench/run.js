@@ -878,6 +878,8 @@ const SCENARIOS = [
             : cpuInterval.low > CPU_GOAL_RATIO
               ? 'MISSED'
               : 'undecided (the interval spans the goal: more runs narrow it)'
+        // `4.12, 4.30, …`: one figure per run, in ms.
+        const perRun = (xs) => xs.map((x) => x.toFixed(2)).join(', ')
         // The median over runs of the plugin's minus stock's time per message in the same run.
         const extraOf = (xs) => {
           const ms = median(xs.plugin.map((x, i) => x - xs.stock[i]))
@@ -938,17 +940,17 @@ const SCENARIOS = [
                 rates.plugin.map((x, i) => x / rates.stock[i]),
               ).toFixed(3)}.`,
             `Haraka CPU (user + system, /proc/<pid>/stat) per message, per run (ms): stock ` +
-              `${cpu.stock.map((x) => x.toFixed(2)).join(', ')}; plugin ${cpu.plugin.map((x) => x.toFixed(2)).join(', ')}; ` +
+              `${perRun(cpu.stock)}; plugin ${perRun(cpu.plugin)}; ` +
               `median of the plugin ÷ stock ratios of each run: ${pairedWithin(cpu.plugin)}.`,
             `Of that, user time (JavaScript, GC, native code in user space) per run (ms): stock ` +
-              `${user.stock.map((x) => x.toFixed(2)).join(', ')}; plugin ${user.plugin.map((x) => x.toFixed(2)).join(', ')}; ` +
-              `system time: stock ${system.stock.map((x) => x.toFixed(2)).join(', ')}; plugin ` +
-              `${system.plugin.map((x) => x.toFixed(2)).join(', ')}. The plugin's extra per message, median of ` +
+              `${perRun(user.stock)}; plugin ${perRun(user.plugin)}; ` +
+              `system time: stock ${perRun(system.stock)}; plugin ` +
+              `${perRun(system.plugin)}. The plugin's extra per message, median of ` +
               `each run's difference: user ${extraOf(user)}, system ${extraOf(system)}.`,
             ...parts.map(
               (part) =>
                 `CPU per message per run of ${part.what} (${part.how}) ` +
-                `(ms): ${part.cpu.map((x) => x.toFixed(2)).join(', ')}; median of its ratios to stock's of the ` +
+                `(ms): ${perRun(part.cpu)}; median of its ratios to stock's of the ` +
                 `same run: ${pairedWithin(part.cpu)}.`,
             ),
             `Peak RSS per run (MiB): stock ${rss.stock.map((x) => x.toFixed(1)).join(', ')}; ` +
